@@ -1,0 +1,80 @@
+"""The one exception tree of radiusd.
+
+A Reject is a value (``model.RejectReason``), never an exception: exceptions mean
+"cannot decide" or "must not answer".
+
+    RadiusdError
+    ├── ConfigError(problems)         the config file is wrong; each problem names its key
+    ├── PacketDropped                 the packet gets no answer (silently discarded, logged)
+    │   ├── MalformedPacket           fails the rad_packet_ok() checks or cannot be decoded
+    │   ├── UnknownClient             source address matches no [[clients]] entry (RFC 2865 §2)
+    │   ├── BadMessageAuthenticator   HMAC does not verify (RFC 3579 §3.2)
+    │   ├── MissingMessageAuthenticator  required but absent (CVE-2024-3596)
+    │   └── UnexpectedPacketCode      not Access-Request/Status-Server on the auth port
+    ├── StoreUnavailable              the database cannot be reached or timed out: no answer
+    ├── NotInitialised                the database has no schema: run `radiusd init`
+    └── UsageError                    bad CLI/web input: one line naming the problem
+        ├── NotFound                  unknown user, token, ...
+        └── AlreadyExists             duplicate user, token serial, ...
+"""
+
+from __future__ import annotations
+
+
+class RadiusdError(Exception):
+    """Base of every error radiusd raises on purpose."""
+
+
+class ConfigError(RadiusdError):
+    """The configuration has problems; ``problems`` is a list of (key_path, message)."""
+
+    def __init__(self, problems: list[tuple[str, str]]):
+        self.problems = list(problems)
+        super().__init__("; ".join(f"{key}: {msg}" for key, msg in self.problems))
+
+
+class PacketDropped(RadiusdError):
+    """The packet is silently discarded (RFC 2865 §1.2); the shell logs ``str(self)``."""
+
+
+class MalformedPacket(PacketDropped):
+    pass
+
+
+class UnknownClient(PacketDropped):
+    pass
+
+
+class BadMessageAuthenticator(PacketDropped):
+    pass
+
+
+class MissingMessageAuthenticator(PacketDropped):
+    pass
+
+
+class UnexpectedPacketCode(PacketDropped):
+    pass
+
+
+class StoreUnavailable(RadiusdError):
+    """The database is unreachable or too slow; RADIUS gets no reply so the NAS fails over."""
+
+
+class NotInitialised(RadiusdError):
+    """The database has no radiusd schema yet."""
+
+    def __init__(self, message: str = "the database is not initialised: run `radiusd init`"):
+        super().__init__(message)
+
+
+class UsageError(RadiusdError):
+    """Bad input from an admin or user; the message is one line naming the problem."""
+
+
+class NotFound(UsageError):
+    pass
+
+
+class AlreadyExists(UsageError):
+    pass

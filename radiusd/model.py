@@ -1,0 +1,276 @@
+"""Frozen values shared by the core, the codec, the store and the shell.
+
+Owns: ``Secret``, packet codes, the decoded request, the subject snapshot (user, PIN hash,
+tokens), the verdicts of ``decide`` (``Accept``/``Reject``) with the one-time effects they
+commit, and audit events.
+
+Must not import: pyrad, sqlalchemy, twisted, os.environ. Must not know: SQL, sockets, clocks.
+"""
+
+from __future__ import annotations
+
+import hmac
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import IntEnum, StrEnum
+from typing import Callable, Mapping
+
+import netaddr
+
+RandomSource = Callable[[int], bytes]
+"""``n -> n random bytes``; production passes ``secrets.token_bytes``, tests a seeded fake."""
+
+
+class Secret:
+    """A secret value (RADIUS secret, key, PIN, code, seed, password) that never prints.
+
+    ``str()``/``repr()`` give ``Secret(<redacted>)``; ``reveal()`` is the only way in.
+    """
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: bytes | str):
+        self._value = value.encode("utf-8") if isinstance(value, str) else bytes(value)
+
+    def reveal(self) -> bytes:
+        return self._value
+
+    def __len__(self) -> int:
+        return len(self._value)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Secret):
+            return NotImplemented
+        return hmac.compare_digest(self._value, other._value)
+
+    def __hash__(self) -> int:  # usable in sets/dicts without exposing the value in repr
+        return hash(("Secret", self._value))
+
+    def __repr__(self) -> str:
+        return "Secret(<redacted>)"
+
+    __str__ = __repr__
+
+    def __reduce__(self):  # pickling would carry the value out of process; refuse
+        raise TypeError("Secret values are not picklable")
+
+
+class PacketCode(IntEnum):
+    ACCESS_REQUEST = 1
+    ACCESS_ACCEPT = 2
+    ACCESS_REJECT = 3
+    ACCOUNTING_REQUEST = 4
+    ACCOUNTING_RESPONSE = 5
+    ACCESS_CHALLENGE = 11
+    STATUS_SERVER = 12
+    STATUS_CLIENT = 13
+
+
+@dataclass(frozen=True, slots=True)
+class Client:
+    """A RADIUS client (NAS) from ``[[clients]]``, selected by UDP source address."""
+
+    name: str
+    network: netaddr.IPNetwork
+    secret: Secret
+    require_message_authenticator: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class RadiusRequest:
+    """A validated, decoded request (Access-Request or Status-Server).
+
+    ``attributes`` keeps every attribute as ``(type, value)`` in wire order; the named fields
+    are the ones the core reads. ``password`` is the PAP User-Password decrypted to bytes
+    (trailing NULs stripped), ``None`` when absent.
+    """
+
+    code: PacketCode
+    identifier: int
+    authenticator: bytes
+    attributes: tuple[tuple[int, bytes], ...]
+    user_name: str | None = None
+    password: Secret | None = None
+    has_chap_password: bool = False
+    has_message_authenticator: bool = False
+    proxy_states: tuple[bytes, ...] = ()
+    state: bytes | None = None
+    calling_station_id: str | None = None
+    framed_ip_address: str | None = None
+    nas_ip_address: str | None = None
+    nas_identifier: str | None = None
+
+
+class TokenKind(StrEnum):
+    TOTP = "totp"
+    HOTP = "hotp"
+
+
+@dataclass(frozen=True, slots=True)
+class Token:
+    """A hardware or software token. ``sealed_seed`` is AES-GCM ciphertext (crypto.Keys).
+
+    ``last_used`` is the moving factor last accepted: the TOTP time step, or the HOTP
+    counter (so the next HOTP counter expected is ``last_used + 1``). Advancing it is the
+    compare-and-set ``... WHERE last_used < :new``.
+    """
+
+    id: int
+    serial: str
+    kind: TokenKind
+    digits: int
+    period: int
+    sealed_seed: bytes
+    last_used: int
+    algorithm: str = "SHA1"
+
+
+@dataclass(frozen=True, slots=True)
+class Subject:
+    """What the core needs to know about one user, loaded in one store call."""
+
+    id: int
+    name: str
+    is_disabled: bool
+    pin_hash: bytes | None
+    failures: int
+    locked_at: datetime | None
+    tokens: tuple[Token, ...] = ()
+
+
+# --- verdicts and the one-time effects they commit -------------------------------------
+
+
+class RejectReason(StrEnum):
+    """Why a request was refused: for the audit trail only, never on the wire (SPEC)."""
+
+    UNKNOWN_USER = "unknown_user"
+    DISABLED = "disabled"
+    LOCKED = "locked"
+    NO_PASSWORD = "no_password"
+    CHAP_NOT_SUPPORTED = "chap_not_supported"
+    BAD_PASSWORD_ENCODING = "bad_password_encoding"
+    NO_TOKEN = "no_token"
+    BAD_PIN = "bad_pin"
+    BAD_CODE = "bad_code"
+    REPLAYED_CODE = "replayed_code"
+    TOKEN_DENIED = "token_denied"
+    LOST_RACE = "lost_race"
+    INTERNAL_ERROR = "internal_error"
+    # emergency access (issue 3)
+    CODE_USED = "code_used"
+    SET_EXPIRED = "set_expired"
+    SET_REVOKED = "set_revoked"
+    OUTSIDE_PERIMETER = "outside_perimeter"
+
+
+@dataclass(frozen=True, slots=True)
+class AdvanceToken:
+    """CAS: ``UPDATE token SET last_used=:value WHERE id=:token_id AND last_used < :value``."""
+
+    token_id: int
+    value: int
+
+
+@dataclass(frozen=True, slots=True)
+class RecordFailure:
+    """Count one failed attempt; lock the user when the count reaches ``max_failures``.
+
+    ``restart`` is true when an earlier lockout has expired: counting starts again at 1.
+    """
+
+    user_id: int
+    at: datetime
+    max_failures: int
+    restart: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ResetFailures:
+    """A successful login clears the failure count and any expired lock."""
+
+    user_id: int
+
+
+Commit = AdvanceToken | RecordFailure | ResetFailures
+"""A one-time effect; ``Store.apply`` runs all of one request in one transaction."""
+
+# Commits whose WHERE clause is a compare-and-set: a rowcount of 0 means another request
+# (or another server) got there first, and an Accept that needed it becomes a Reject.
+CAS_COMMITS: tuple[type, ...] = (AdvanceToken,)
+
+
+@dataclass(frozen=True, slots=True)
+class Accept:
+    reply_messages: tuple[str, ...] = ()
+    commits: tuple[Commit, ...] = ()
+    authenticator: str = ""  # "totp:SERIAL", "hotp:SERIAL", ... for the audit row
+    detail: Mapping[str, object] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Reject:
+    reason: RejectReason
+    commits: tuple[Commit, ...] = ()
+    detail: Mapping[str, object] = field(default_factory=dict)
+
+
+Verdict = Accept | Reject
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEvent:
+    """One row of the audit trail. Never holds a passcode, PIN, code, seed or secret.
+
+    ``action``: ``auth``, ``user.add``, ``token.add``, ``settings.set``, ...;
+    ``result``: ``accept``/``reject`` for auth, ``ok``/``error`` for admin actions;
+    ``actor``: ``radius``, ``cli``, ``admin:NAME``, ``self-service:NAME``.
+    """
+
+    at: datetime
+    action: str
+    result: str
+    actor: str
+    user_name: str | None = None
+    reason: str | None = None
+    client: str | None = None
+    nas_address: str | None = None
+    node: str | None = None
+    detail: Mapping[str, object] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class AuditRecord:
+    """An audit event as read back from the store."""
+
+    id: int
+    event: AuditEvent
+
+
+@dataclass(frozen=True, slots=True)
+class UserInfo:
+    """A user as admins see it (CLI ``user show``/``list``, admin web)."""
+
+    id: int
+    name: str
+    is_disabled: bool
+    has_pin: bool
+    has_self_service_password: bool
+    failures: int
+    locked_at: datetime | None
+    created_at: datetime
+    token_serials: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class TokenInfo:
+    """A token as admins see it: never the seed."""
+
+    id: int
+    user_name: str
+    serial: str
+    kind: TokenKind
+    digits: int
+    period: int
+    last_used: int
+    created_at: datetime
