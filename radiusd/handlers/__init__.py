@@ -1,0 +1,20 @@
+"""One handler per packet code, dispatched through ``HANDLERS`` (twisted.names' opcode
+dispatch, as data). Handlers orchestrate load → decide → apply → reply and hold no rules.
+
+A handler is ``async def handle(request, client, ctx) -> Response | None``; ``None`` means
+"send nothing" (the NAS fails over). ``StoreUnavailable`` propagates: no reply.
+"""
+
+from __future__ import annotations
+
+from radiusd.handlers.access_request import handle_access_request
+from radiusd.handlers.context import HandlerContext, Response
+from radiusd.handlers.status_server import handle_status_server
+from radiusd.model import PacketCode
+
+HANDLERS = {
+    PacketCode.ACCESS_REQUEST: handle_access_request,
+    PacketCode.STATUS_SERVER: handle_status_server,
+}
+
+__all__ = ["HANDLERS", "HandlerContext", "Response"]

@@ -1,0 +1,35 @@
+# radiusd — `make run` and `make test` are all a newcomer needs (README).
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+CONFIG ?= config/radiusd.toml
+
+.PHONY: install install-test run test test-fast clean
+
+install: $(VENV)/.installed
+
+# Reproducible installs: every dependency pinned by constraints.txt (pip freeze of a green run).
+$(VENV)/.installed: pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --disable-pip-version-check -c constraints.txt -e .
+	touch $@
+
+install-test: $(VENV)/.installed-test
+
+$(VENV)/.installed-test: $(VENV)/.installed
+	$(BIN)/python -m pip install -q --disable-pip-version-check -c constraints.txt -e '.[test]'
+	touch $@
+
+run: install
+	$(BIN)/radiusd --config $(CONFIG) init
+	$(BIN)/radiusd --config $(CONFIG) serve
+
+test: install-test
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# Everything but the tests that start processes or browsers.
+test-fast: install-test
+	$(BIN)/python -m pytest -m "not system" $(PYTEST_ARGS)
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis

@@ -1,0 +1,229 @@
+"""Admin operations on users, tokens, settings and the audit trail: the one place the CLI
+and the web consoles call, so both validate the same way and write the same audit rows.
+
+Owns: input validation of names, PINs, seeds and settings; hashing/sealing before storage;
+building the audit event of each action. Time (``now``) and randomness come in as arguments.
+
+Must not import: twisted, sqlalchemy, pyrad.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Sequence
+
+from radiusd import otp, settings as policy
+from radiusd.crypto import Keys, hash_password
+from radiusd.errors import UsageError
+from radiusd.model import (AuditEvent, AuditRecord, RandomSource, Secret, TokenInfo, TokenKind,
+                           UserInfo)
+from radiusd.passcode import validate_pin
+
+ISSUER = "radiusd"
+_NAME = re.compile(r"^[^\s\x00-\x1f\x7f]{1,64}$")
+_SERIAL = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+
+
+def validate_user_name(name: str) -> None:
+    """Raises UsageError unless ``name`` is 1–64 printable characters without spaces."""
+    if not _NAME.match(name or ""):
+        raise UsageError(f"invalid user name {name!r}: use 1–64 characters, no spaces")
+
+
+def _checked_pin(pin: str) -> Secret:
+    try:
+        validate_pin(pin)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    return Secret(pin)
+
+
+@dataclass(frozen=True, slots=True)
+class NewToken:
+    """A token just added: the admin-visible info and its provisioning URI (shown once)."""
+
+    info: TokenInfo
+    uri: str
+
+
+class Accounts:
+    """User, token, settings and audit operations with their audit rows.
+
+    Args:
+        store: the ``radiusd.store.Store`` (typed loosely so this module needs no sqlalchemy).
+        keys: the server keys (PIN hashes, sealed seeds).
+        random: randomness for salts, nonces, seeds and serials.
+        node: this server's name, recorded in audit rows.
+    """
+
+    def __init__(self, store, keys: Keys, random: RandomSource, node: str):
+        self.store = store
+        self.keys = keys
+        self.random = random
+        self.node = node
+
+    def _event(self, now: datetime, action: str, actor: str, user_name: str | None = None,
+               **detail: object) -> AuditEvent:
+        return AuditEvent(at=now, action=action, result="ok", actor=actor, user_name=user_name,
+                          node=self.node, detail=detail)
+
+    # --- users ---------------------------------------------------------------------------
+
+    def add_user(self, name: str, *, pin: str | None, password: Secret | None, actor: str,
+                 now: datetime) -> UserInfo:
+        """Create a user, optionally with a PIN and a self-service password.
+
+        Raises:
+            UsageError: bad name or PIN, empty password. AlreadyExists: the name is taken.
+            StoreUnavailable: the database cannot be reached.
+        """
+        validate_user_name(name)
+        pin_hash = self.keys.hash_pin(_checked_pin(pin), self.random) if pin is not None else None
+        password_hash = None
+        if password is not None:
+            if len(password) < 8:
+                raise UsageError("the self-service password must have at least 8 characters")
+            password_hash = hash_password(password, self.random)
+        self.store.add_user(name, pin_hash=pin_hash, password_hash=password_hash, at=now,
+                            audit=self._event(now, "user.add", actor, name,
+                                              has_pin=pin is not None,
+                                              has_password=password is not None))
+        return self.store.get_user(name)
+
+    def set_pin(self, name: str, pin: str | None, *, actor: str, now: datetime) -> None:
+        """Set (or with ``None`` clear) a user's PIN. Raises UsageError, NotFound."""
+        pin_hash = self.keys.hash_pin(_checked_pin(pin), self.random) if pin is not None else None
+        action = "user.set_pin" if pin is not None else "user.clear_pin"
+        self.store.set_pin(name, pin_hash, self._event(now, action, actor, name))
+
+    def set_password(self, name: str, password: Secret | None, *, actor: str,
+                     now: datetime) -> None:
+        """Set (or clear) the self-service password. Raises UsageError, NotFound."""
+        password_hash = None
+        if password is not None:
+            if len(password) < 8:
+                raise UsageError("the self-service password must have at least 8 characters")
+            password_hash = hash_password(password, self.random)
+        action = "user.set_password" if password is not None else "user.clear_password"
+        self.store.set_password(name, password_hash, self._event(now, action, actor, name))
+
+    def set_disabled(self, name: str, is_disabled: bool, *, actor: str, now: datetime) -> None:
+        action = "user.disable" if is_disabled else "user.enable"
+        self.store.set_disabled(name, is_disabled, self._event(now, action, actor, name))
+
+    def unlock(self, name: str, *, actor: str, now: datetime) -> None:
+        self.store.unlock(name, self._event(now, "user.unlock", actor, name))
+
+    def delete_user(self, name: str, *, actor: str, now: datetime) -> None:
+        self.store.delete_user(name, self._event(now, "user.delete", actor, name))
+
+    def get_user(self, name: str) -> UserInfo:
+        return self.store.get_user(name)
+
+    def list_users(self, search: str | None = None, limit: int = 1000,
+                   offset: int = 0) -> list[UserInfo]:
+        return self.store.list_users(search, limit, offset)
+
+    # --- tokens --------------------------------------------------------------------------
+
+    def add_token(self, user_name: str, *, kind: str = "totp", secret: str | None = None,
+                  digits: int = 6, period: int = 30, counter: int = 0,
+                  serial: str | None = None, actor: str, now: datetime) -> NewToken:
+        """Import a seed (hardware token) or generate one (software token).
+
+        Args:
+            kind: ``totp`` or ``hotp``. secret: base32 seed to import, or None to generate.
+            digits: 6 or 8. period: TOTP step in seconds (10–300). counter: the next HOTP
+            counter the token will show. serial: defaults to a generated one.
+        Returns:
+            The token's info and its ``otpauth://`` URI (which contains the seed: show once).
+        Raises:
+            UsageError: bad kind, digits, period, counter, serial or base32 seed.
+            NotFound: unknown user. AlreadyExists: the serial is taken.
+        """
+        try:
+            token_kind = TokenKind(kind)
+        except ValueError:
+            raise UsageError(f"token type must be totp or hotp, not {kind!r}") from None
+        if digits not in (6, 8):
+            raise UsageError(f"digits must be 6 or 8, not {digits}")
+        if not 10 <= period <= 300:
+            raise UsageError(f"period must be 10–300 seconds, not {period}")
+        if counter < 0:
+            raise UsageError(f"counter must be 0 or more, not {counter}")
+        if serial is None:
+            serial = f"{token_kind.value.upper()}-{self.random(5).hex().upper()}"
+        elif not _SERIAL.match(serial):
+            raise UsageError(f"invalid serial {serial!r}: use 1–64 letters, digits, . _ : -")
+        if secret is None:
+            seed = otp.generate_seed(self.random)
+        else:
+            try:
+                seed = otp.parse_base32_seed(secret)
+            except ValueError as exc:
+                raise UsageError(f"--secret: {exc}") from None
+        # model.Token.last_used: the step/counter last accepted; HOTP starts before `counter`.
+        last_used = counter - 1 if token_kind is TokenKind.HOTP else -1
+        sealed = self.keys.seal_seed(seed, user_name, serial, self.random)
+        self.store.add_token(user_name, serial=serial, kind=token_kind, digits=digits,
+                             period=period, sealed_seed=sealed, last_used=last_used, at=now,
+                             audit=self._event(now, "token.add", actor, user_name,
+                                               serial=serial, type=token_kind.value,
+                                               imported=secret is not None))
+        info = next(t for t in self.store.list_tokens(user_name) if t.serial == serial)
+        uri = otp.otpauth_uri(kind=token_kind.value, issuer=ISSUER, account=user_name,
+                              seed=seed, digits=digits, period=period, counter=counter,
+                              algorithm="SHA1")
+        return NewToken(info=info, uri=uri)
+
+    def list_tokens(self, user_name: str) -> list[TokenInfo]:
+        return self.store.list_tokens(user_name)
+
+    def delete_token(self, user_name: str, serial: str, *, actor: str, now: datetime) -> None:
+        self.store.delete_token(user_name, serial,
+                                self._event(now, "token.delete", actor, user_name, serial=serial))
+
+    # --- policy --------------------------------------------------------------------------
+
+    def settings(self) -> policy.Settings:
+        return self.store.load_settings()
+
+    def set_setting(self, key: str, value: str, *, actor: str, now: datetime) -> str:
+        """Validate and store one policy value; returns its canonical text.
+
+        Raises:
+            UsageError: unknown key or bad value (one line naming both).
+        """
+        try:
+            text = policy.normalise_setting(key, value)
+        except KeyError as exc:
+            raise UsageError(exc.args[0]) from None
+        except ValueError as exc:
+            raise UsageError(f"{key}: {exc}") from None
+        self.store.set_setting(key, text, self._event(now, "settings.set", actor, None,
+                                                      key=key, value=text))
+        return text
+
+    # --- audit ---------------------------------------------------------------------------
+
+    def audit(self, *, user_name: str | None = None, since: datetime | None = None,
+              action: str | None = None, result: str | None = None, limit: int = 1000,
+              offset: int = 0) -> Sequence[AuditRecord]:
+        return self.store.list_audit(user_name=user_name, since=since, action=action,
+                                     result=result, limit=limit, offset=offset)
+
+    def prune_audit(self, older_than: datetime, *, actor: str, now: datetime) -> int:
+        return self.store.prune_audit(older_than, self._event(
+            now, "audit.prune", actor, None, older_than=older_than.isoformat()))
+
+    # --- admins of the web console -------------------------------------------------------
+
+    def add_admin(self, name: str, password: Secret, *, actor: str, now: datetime) -> None:
+        """Raises UsageError (bad name, password under 12 characters), AlreadyExists."""
+        validate_user_name(name)
+        if len(password) < 12:
+            raise UsageError("the admin password must have at least 12 characters")
+        self.store.add_admin(name, hash_password(password, self.random), now,
+                             self._event(now, "admin.add", actor, None, admin=name))

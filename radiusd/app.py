@@ -1,0 +1,238 @@
+"""The composition root: the one place concrete classes meet (like twisted.names' tap.py).
+
+``open_store``/``open_keys`` serve the CLI; ``start_server`` wires config, keys, store, the
+DB thread pool, the handlers and one ``RadiusProtocol`` per listen address onto a reactor;
+``serve`` runs it until SIGTERM/SIGINT.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, Callable
+
+from twisted.internet import defer
+from twisted.internet.task import LoopingCall
+from twisted.internet.threads import deferToThreadPool
+from twisted.logger import (FilteringLogObserver, LogLevel, LogLevelFilterPredicate, Logger,
+                            globalLogBeginner, textFileLogObserver)
+from twisted.python.threadpool import ThreadPool
+
+from radiusd.clients import ClientTable
+from radiusd.config import Config
+from radiusd.crypto import Keys
+from radiusd.dedup import ReplyCache
+from radiusd.errors import NotInitialised, StoreUnavailable
+from radiusd.handlers import HANDLERS
+from radiusd.handlers.context import HandlerContext, SettingsCache, StoreHealth
+from radiusd.keyfile import create_key_file, load_keys
+from radiusd.protocol import RadiusProtocol
+from radiusd.store import Store
+
+log = Logger(namespace="radiusd")
+
+# A DB call slower than this gets no reply: below the NAS's usual 3–5 s retry interval.
+DB_TIMEOUT = 3.0
+# How often "database unreachable" is logged, and probed, while it lasts.
+OUTAGE_LOG_INTERVAL = 60.0
+OUTAGE_PROBE_INTERVAL = 2.0
+
+
+def node_name() -> str:
+    """This server's name in audit rows: the host name and process id."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _sqlite_file(url: str) -> Path | None:
+    prefix = "sqlite:///"
+    if not url.startswith(prefix) or url in ("sqlite:///:memory:",):
+        return None
+    return Path(url[len(prefix):])
+
+
+def open_store(config: Config, *, create: bool = False, pool_size: int = 1) -> Store:
+    """Open the configured database; with ``create`` make its folder (``init``/``serve``).
+
+    Raises:
+        NotInitialised: without ``create``, the SQLite file does not exist (nothing is
+            created behind the admin's back) or the schema is not at head.
+        StoreUnavailable: the database cannot be reached.
+    """
+    path = _sqlite_file(config.database.url)
+    if path is not None:
+        if create:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        elif not path.exists():
+            raise NotInitialised(f"database {path} does not exist: run `radiusd init`")
+    store = Store.open(config.database.url, pool_size=pool_size)
+    if not create:
+        try:
+            store.check_schema()
+        except Exception:
+            store.close()
+            raise
+    return store
+
+
+def initialise(config: Config) -> tuple[bool, Store]:
+    """``radiusd init``: key file (mode 0600) and schema at head. Idempotent.
+
+    Returns:
+        (whether a new key file was created, the open store).
+    """
+    created = create_key_file(config.keys.path)
+    store = open_store(config, create=True)
+    try:
+        store.migrate()
+    except Exception:
+        store.close()
+        raise
+    return created, store
+
+
+def open_keys(config: Config) -> Keys:
+    return load_keys(config.keys.path)
+
+
+class DatabaseRunner:
+    """``run_db(fn, *args)``: runs ``fn`` in the dedicated DB pool, never on the reactor.
+
+    A timeout or an unreachable database becomes ``StoreUnavailable`` (no reply is sent);
+    the outage is logged once a minute and probed until the database answers again.
+    """
+
+    log = Logger(namespace="radiusd.store")
+
+    def __init__(self, reactor, pool: ThreadPool, health: StoreHealth,
+                 probe: Callable[[], Any], timeout: float = DB_TIMEOUT):
+        self.reactor = reactor
+        self.pool = pool
+        self.health = health
+        self.probe = probe
+        self.timeout = timeout
+        self._logged_at: float | None = None
+        self._prober: LoopingCall | None = None
+
+    def __call__(self, fn: Callable[..., Any], *args: Any) -> defer.Deferred:
+        d = deferToThreadPool(self.reactor, self.pool, fn, *args)
+        d.addTimeout(self.timeout, self.reactor)
+        d.addCallbacks(self._succeeded, self._failed)
+        return d
+
+    def _succeeded(self, result: Any) -> Any:
+        if self.health.mark_up():
+            self.log.info("database reachable again: answering requests")
+            self._logged_at = None
+            if self._prober is not None and self._prober.running:
+                self._prober.stop()
+        return result
+
+    def _failed(self, failure):
+        if failure.check(defer.TimeoutError, defer.CancelledError):
+            reason = f"no answer within {self.timeout:g} s"
+        elif failure.check(StoreUnavailable):
+            reason = str(failure.value)
+        else:
+            return failure
+        now = self.reactor.seconds()
+        self.health.mark_down(now, reason)
+        if self._prober is None or not self._prober.running:
+            self._prober = LoopingCall(self._probe)
+            self._prober.clock = self.reactor
+            self._prober.start(OUTAGE_PROBE_INTERVAL, now=False)
+        if self._logged_at is None or now - self._logged_at >= OUTAGE_LOG_INTERVAL:
+            self._logged_at = now
+            self.log.error("database unreachable ({reason}): not answering, so NASes fail "
+                           "over to the next server", reason=reason)
+        raise StoreUnavailable(reason)
+
+    def _probe(self) -> None:
+        self(self.probe).addErrback(lambda f: f.trap(StoreUnavailable))
+
+
+@dataclass
+class RunningServer:
+    ports: list
+    ctx: HandlerContext
+    pool: ThreadPool
+
+
+def start_server(config: Config, reactor, store: Store, keys: Keys, *,
+                 debug: bool = False, node: str | None = None) -> RunningServer:
+    """Wire everything and listen. Raises CannotListenError if a port is taken."""
+    threads = 1 if config.database.url.startswith("sqlite") else 8
+    pool = ThreadPool(minthreads=1, maxthreads=threads, name="radiusd-db")
+    pool.start()
+    reactor.addSystemEventTrigger("during", "shutdown", pool.stop)
+    health = StoreHealth()
+    runner = DatabaseRunner(reactor, pool, health, probe=store.load_settings)
+    ctx = HandlerContext(
+        store=store, keys=keys, run_db=runner,
+        now=lambda: datetime.fromtimestamp(reactor.seconds(), UTC),
+        settings=SettingsCache(store.load_settings, ttl=timedelta(seconds=5)),
+        reject_delay=config.radius.reject_delay.total_seconds(),
+        node=node or node_name(), perimeter=config.perimeter, health=health)
+    clients = ClientTable(config.clients)
+    ports = []
+    for address in config.radius.listen:
+        protocol = RadiusProtocol(clients=clients, handlers=HANDLERS, ctx=ctx, clock=reactor,
+                                  cache=ReplyCache(ttl=30.0), debug=debug)
+        ports.append(reactor.listenUDP(address.port, protocol, interface=address.host,
+                                       maxPacketSize=4096))
+    return RunningServer(ports=ports, ctx=ctx, pool=pool)
+
+
+def _begin_logging(debug: bool) -> None:
+    level = LogLevel.debug if debug else LogLevel.info
+    observer = FilteringLogObserver(textFileLogObserver(sys.stderr),
+                                    [LogLevelFilterPredicate(defaultLogLevel=level)])
+    globalLogBeginner.beginLoggingTo([observer], redirectStandardIO=False)
+
+
+def serve(config: Config, *, debug: bool = False) -> int:
+    """``radiusd serve``: init, listen, run until SIGTERM/SIGINT. Returns the exit code."""
+    from twisted.internet import reactor
+    from twisted.internet.error import CannotListenError
+
+    created, store = initialise(config)
+    keys = open_keys(config)
+    _begin_logging(debug)
+    for key, message in config.warnings:
+        log.warn("config warning: {key}: {message}", key=key, message=message)
+    if created:
+        log.info("created key file {path}", path=str(config.keys.path))
+    exit_code = [0]
+
+    def go() -> None:
+        try:
+            server = start_server(config, reactor, store, keys, debug=debug)
+        except CannotListenError as exc:
+            log.critical("cannot listen on {address}:{port}: {error}",
+                         address=exc.interface, port=exc.port, error=str(exc.socketError))
+            exit_code[0] = 1
+            reactor.stop()
+            return
+        listening = ", ".join(f"{p.getHost().host}:{p.getHost().port}" for p in server.ports)
+        log.info("radiusd ready: RADIUS on {listening}, {clients} client(s), database {db}",
+                 listening=listening, clients=len(config.clients), db=_safe_url(config))
+
+    reactor.callWhenRunning(go)
+    reactor.addSystemEventTrigger("after", "shutdown", store.close)
+    reactor.run()
+    log.info("radiusd stopped")
+    return exit_code[0]
+
+
+def _safe_url(config: Config) -> str:
+    """The database URL without its password, for logs."""
+    url = config.database.url
+    if "@" in url and "://" in url:
+        scheme, rest = url.split("://", 1)
+        credentials, host = rest.rsplit("@", 1)
+        user = credentials.split(":", 1)[0]
+        return f"{scheme}://{user}@{host}"
+    return url
