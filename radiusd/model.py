@@ -126,6 +126,41 @@ class Token:
 
 
 @dataclass(frozen=True, slots=True)
+class EmergencyCode:
+    """One code of a set: its keyed hash (``Keys.code_hash``), never the code."""
+
+    id: int
+    position: int            # 1-based line number in the export
+    code_hash: bytes
+    used_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class EmergencySet:
+    """A user's set of one-time emergency tokencodes (the latest one, active or not)."""
+
+    id: str                  # random, non-guessable; bound into every code hash
+    user_id: int
+    code_length: int
+    issued_at: datetime
+    expires_at: datetime
+    issued_by: str           # "cli", "admin:NAME", "self-service:NAME"
+    reason: str
+    revoked_at: datetime | None = None
+    revoked_reason: str | None = None
+    codes: tuple[EmergencyCode, ...] = ()
+    last_used_at: datetime | None = None
+    last_used_client: str | None = None
+
+    @property
+    def codes_left(self) -> int:
+        return sum(1 for code in self.codes if code.used_at is None)
+
+    def is_active(self, now: datetime) -> bool:
+        return self.revoked_at is None and now < self.expires_at
+
+
+@dataclass(frozen=True, slots=True)
 class Subject:
     """What the core needs to know about one user, loaded in one store call."""
 
@@ -136,6 +171,7 @@ class Subject:
     failures: int
     locked_at: datetime | None
     tokens: tuple[Token, ...] = ()
+    emergency: EmergencySet | None = None
 
 
 # --- verdicts and the one-time effects they commit -------------------------------------
@@ -186,18 +222,38 @@ class RecordFailure:
 
 
 @dataclass(frozen=True, slots=True)
+class UseEmergencyCode:
+    """CAS: ``UPDATE emergency_code SET used_at=:at, used_by=:client WHERE id=:code_id AND
+    used_at IS NULL``, and the set still active (not revoked, not expired at ``at``)."""
+
+    code_id: int
+    set_id: str
+    at: datetime
+    client: str
+
+
+@dataclass(frozen=True, slots=True)
+class RevokeEmergencySet:
+    """End a set (``on_token_use = revoke``: the real token came back)."""
+
+    set_id: str
+    at: datetime
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
 class ResetFailures:
     """A successful login clears the failure count and any expired lock."""
 
     user_id: int
 
 
-Commit = AdvanceToken | RecordFailure | ResetFailures
+Commit = AdvanceToken | RecordFailure | ResetFailures | UseEmergencyCode | RevokeEmergencySet
 """A one-time effect; ``Store.apply`` runs all of one request in one transaction."""
 
 # Commits whose WHERE clause is a compare-and-set: a rowcount of 0 means another request
 # (or another server) got there first, and an Accept that needed it becomes a Reject.
-CAS_COMMITS: tuple[type, ...] = (AdvanceToken,)
+CAS_COMMITS: tuple[type, ...] = (AdvanceToken, UseEmergencyCode)
 
 
 @dataclass(frozen=True, slots=True)

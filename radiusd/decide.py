@@ -1,0 +1,268 @@
+"""The Access-Request decision: who may log in with this passcode, now.
+
+Owns: ``decide_access`` (the SPEC "Authentication rules" for a PAP passcode: PIN + code, no
+replay, lockout) and the table of authenticators a passcode is tried against. Pure: the
+request, the user snapshot, the policy, the keys and ``now`` come in; a verdict (``Accept``
+or ``Reject``) with the one-time effects to commit goes out. Nothing is written here: the
+store applies the commits (compare-and-set) and the shell answers.
+
+Fail closed (FreeRADIUS: NOOP → reject): every path that does not end in an explicit
+``Accept`` is a ``Reject``.
+
+Must not import: twisted, sqlalchemy, pyrad. Must not know: SQL, sockets, clocks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Callable, Iterable, Iterator, Mapping
+
+from radiusd import otp
+from radiusd.crypto import Keys, SealError
+from radiusd.model import (Accept, AdvanceToken, Commit, RadiusRequest, RecordFailure, Reject,
+                           RejectReason, ResetFailures, Subject, Token, TokenKind)
+from radiusd.passcode import split_passcode
+from radiusd.settings import Settings
+
+
+@dataclass(frozen=True, slots=True)
+class Context:
+    """Everything an authenticator may consult to check a code (all read-only)."""
+
+    request: RadiusRequest
+    subject: Subject
+    settings: Settings
+    keys: Keys
+    now: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class CodeCheck:
+    """What one authenticator says about one code.
+
+    Attributes:
+        is_match: the code is accepted by this authenticator.
+        commits: the one-time effects an Accept must commit (e.g. ``AdvanceToken``).
+        reason: when not matched, a reason more specific than ``BAD_CODE`` (e.g.
+            ``REPLAYED_CODE``); ``None`` for a plain wrong code.
+        error: a non-secret label when the authenticator could not be checked at all
+            (``seal_error``, ``token_error``); it counts as not matching.
+        reply_messages: Reply-Message lines for an Accept.
+        detail: non-secret facts for the audit row (never a code, PIN or seed).
+    """
+
+    is_match: bool
+    commits: tuple[Commit, ...] = ()
+    reason: RejectReason | None = None
+    error: str | None = None
+    reply_messages: tuple[str, ...] = ()
+    detail: Mapping[str, object] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """One authenticator the passcode may be meant for.
+
+    The passcode is split by ``code_length`` (SPEC: "by the length of the code each of the
+    user's authenticators expects"); ``check`` receives the code part (ASCII digits) only
+    after the PIN part passed.
+    """
+
+    kind: str  # "totp", "hotp", ...: with ``name`` it forms Accept.authenticator
+    name: str  # the token serial, ...
+    code_length: int
+    check: Callable[[bytes], CodeCheck]
+
+    @property
+    def label(self) -> str:
+        return f"{self.kind}:{self.name}"
+
+
+CandidateSource = Callable[[Context], Iterable[Candidate]]
+"""Lists the candidates of one authenticator family for a user."""
+
+
+# --- tokens (TOTP RFC 6238, HOTP RFC 4226) ----------------------------------------------
+
+# SPEC: "A TOTP code is accepted once (no replay) within ±1 step; an HOTP code once, within a
+# look-ahead of 10."
+TOTP_WINDOW = 1  # RFC 6238 §5.2: at most one time step of network delay / drift
+HOTP_LOOK_AHEAD = 10  # RFC 4226 §7.4: look-ahead window s
+
+
+def _match_totp(token: Token, seed: bytes, code: str, now: datetime) -> tuple[otp.OtpMatch, int]:
+    found = otp.match_totp(seed, code, now, period=token.period, digits=token.digits,
+                           algorithm=token.algorithm, last_used=token.last_used,
+                           window=TOTP_WINDOW)
+    return found, otp.totp_step(now, token.period)
+
+
+def _match_hotp(token: Token, seed: bytes, code: str, now: datetime) -> tuple[otp.OtpMatch, int]:
+    found = otp.match_hotp(seed, code, digits=token.digits, algorithm=token.algorithm,
+                           last_used=token.last_used, look_ahead=HOTP_LOOK_AHEAD)
+    return found, token.last_used + 1
+
+
+# kind -> (token, seed, code, now) -> (match, the value expected without drift)
+_OTP_MATCHERS: Mapping[TokenKind, Callable[[Token, bytes, str, datetime],
+                                           tuple[otp.OtpMatch, int]]] = {
+    TokenKind.TOTP: _match_totp,
+    TokenKind.HOTP: _match_hotp,
+}
+
+
+def _check_token(context: Context, token: Token, code: bytes) -> CodeCheck:
+    matcher = _OTP_MATCHERS.get(token.kind)
+    if matcher is None:
+        return CodeCheck(is_match=False, error="token_error")
+    try:
+        seed = context.keys.open_seed(token.sealed_seed, context.subject.name,
+                                      token.serial).reveal()
+    except SealError:
+        # Wrong key file or a tampered row: this token cannot match; others still may.
+        return CodeCheck(is_match=False, error="seal_error")
+    try:
+        found, expected = matcher(token, seed, code.decode("ascii"), context.now)
+    except ValueError:
+        # Bad stored parameters (digits, period, algorithm): never crash the request.
+        return CodeCheck(is_match=False, error="token_error")
+    if found.value is None:
+        return CodeCheck(is_match=False,
+                         reason=RejectReason.REPLAYED_CODE if found.is_replay else None)
+    return CodeCheck(is_match=True, commits=(AdvanceToken(token.id, found.value),),
+                     detail={"drift": found.value - expected})
+
+
+def token_candidates(context: Context) -> Iterator[Candidate]:
+    """The user's TOTP/HOTP tokens, in the order given."""
+    for token in context.subject.tokens:
+        yield Candidate(kind=str(token.kind), name=token.serial, code_length=token.digits,
+                        check=lambda code, token=token: _check_token(context, token, code))
+
+
+# The authenticator families a passcode is tried against, in order. A new family (e.g. the
+# one-time emergency codes) is one more source here.
+CANDIDATE_SOURCES: tuple[CandidateSource, ...] = (token_candidates,)
+
+# When nothing matched, the most specific reason wins; BAD_CODE when no candidate said more.
+_REASON_PRECEDENCE: tuple[RejectReason, ...] = (RejectReason.REPLAYED_CODE,)
+
+
+# --- the decision --------------------------------------------------------------------------
+
+
+def _lock_state(subject: Subject, settings: Settings, now: datetime) -> tuple[bool, bool]:
+    """``(is_locked, is_lock_expired)``; a lockout of duration 0 lasts until an admin unlocks."""
+    if subject.locked_at is None:
+        return False, False
+    if not settings.lockout_duration or now < subject.locked_at + settings.lockout_duration:
+        return True, False
+    return False, True
+
+
+def decide_access(request: RadiusRequest, subject: Subject | None, settings: Settings,
+                  keys: Keys, now: datetime) -> Accept | Reject:
+    """Decide an Access-Request (SPEC "Authentication rules").
+
+    Rules, in order: CHAP and a missing User-Password are refused; unknown, disabled and
+    locked users are refused without counting a failure; then the passcode is split by each
+    candidate's code length, its PIN part checked (or required empty for a user without
+    PIN) and its code matched. The first match accepts; otherwise the failure is counted.
+
+    Args:
+        request: the decoded Access-Request.
+        subject: the user named in it, or ``None`` when there is no such user.
+        settings: the lockout policy.
+        keys: opens sealed seeds and checks PIN hashes.
+        now: the time of the request (aware UTC), read once by the shell.
+    Returns:
+        ``Accept`` with the commits to apply (advance the token; reset failures), or
+        ``Reject`` with the audit reason and the commits to apply (count the failure). The
+        detail never holds the passcode, PIN, code or seed.
+    Raises:
+        Nothing by design; any exception is a bug, turned into a Reject by the handler.
+    """
+    # SPEC: "CHAP gets Access-Reject (PAP only)": the PIN + code split needs the cleartext.
+    if request.has_chap_password:
+        return Reject(RejectReason.CHAP_NOT_SUPPORTED)
+    if request.password is None:
+        return Reject(RejectReason.NO_PASSWORD)
+    if subject is None:
+        return Reject(RejectReason.UNKNOWN_USER)  # no user row to count a failure against
+    if subject.is_disabled:
+        return Reject(RejectReason.DISABLED)
+    is_locked, is_lock_expired = _lock_state(subject, settings, now)
+    if is_locked:
+        return Reject(RejectReason.LOCKED)  # attempts during a lockout do not extend it
+
+    context = Context(request=request, subject=subject, settings=settings, keys=keys, now=now)
+    tried = 0
+    is_any_split = False
+    is_any_pin_ok = False
+    reasons: set[RejectReason] = set()
+    errors: dict[str, list[str]] = {}
+    pin_results: dict[int, bool] = {}  # by PIN part length: one check per distinct split
+    for source in CANDIDATE_SOURCES:
+        for candidate in source(context):
+            tried += 1
+            parts = _split(request, candidate.code_length)
+            if parts is None:
+                continue
+            pin_part, code = parts
+            is_any_split = True
+            if len(pin_part) not in pin_results:
+                pin_results[len(pin_part)] = _is_pin_ok(subject, keys, pin_part)
+            if not pin_results[len(pin_part)]:
+                continue
+            is_any_pin_ok = True
+            outcome = candidate.check(code)
+            if outcome.is_match:
+                return _accept(subject, candidate, outcome, errors)
+            if outcome.error is not None:
+                errors.setdefault(outcome.error, []).append(candidate.name)
+            if outcome.reason is not None:
+                reasons.add(outcome.reason)
+
+    if tried == 0:
+        reason = RejectReason.NO_TOKEN
+    elif not is_any_split:
+        reason = RejectReason.BAD_CODE  # too short, or the code part is not digits
+    elif not is_any_pin_ok:
+        reason = RejectReason.BAD_PIN
+    else:
+        reason = next((r for r in _REASON_PRECEDENCE if r in reasons), RejectReason.BAD_CODE)
+    failure = RecordFailure(subject.id, at=now, max_failures=settings.max_failures,
+                            restart=is_lock_expired)
+    return Reject(reason, commits=(failure,),
+                  detail={"tokens": len(subject.tokens), **_error_detail(errors)})
+
+
+def _split(request: RadiusRequest, code_length: int) -> tuple[bytes, bytes] | None:
+    assert request.password is not None
+    try:
+        return split_passcode(request.password.reveal(), code_length)
+    except ValueError:
+        return None  # an authenticator with a nonsensical code length matches nothing
+
+
+def _is_pin_ok(subject: Subject, keys: Keys, pin_part: bytes) -> bool:
+    # SPEC: "a user without a PIN must send the code alone".
+    if subject.pin_hash is None:
+        return not pin_part
+    return bool(pin_part) and keys.verify_pin(pin_part, subject.pin_hash)
+
+
+def _accept(subject: Subject, candidate: Candidate, outcome: CodeCheck,
+            errors: Mapping[str, list[str]]) -> Accept:
+    commits: tuple[Commit, ...] = outcome.commits
+    if subject.failures > 0 or subject.locked_at is not None:
+        commits += (ResetFailures(subject.id),)
+    return Accept(reply_messages=outcome.reply_messages, commits=commits,
+                  authenticator=candidate.label,
+                  detail={**outcome.detail, **_error_detail(errors)})
+
+
+def _error_detail(errors: Mapping[str, list[str]]) -> dict[str, str]:
+    """``{"seal_error": "SERIAL1,SERIAL2"}``: which authenticators could not be checked."""
+    return {error: ",".join(names) for error, names in errors.items()}

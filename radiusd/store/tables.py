@@ -1,0 +1,129 @@
+"""The database schema as SQLAlchemy Core tables, and the column type for instants.
+
+Owns: table and column names, constraints, indexes, and how a timestamp is stored
+(``UTCDateTime``: timezone-aware UTC in, timezone-aware UTC out, on SQLite and PostgreSQL).
+The Alembic revisions in ``migrations/versions/`` create exactly this schema; a component
+test compares the two so they cannot drift apart.
+
+Must not know: twisted, pyrad, the model values (``store.py`` maps rows to them).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import (BigInteger, Boolean, CheckConstraint, Column, DateTime, Dialect,
+                        ForeignKey, Index, Integer, LargeBinary, MetaData, String, Table, Text,
+                        TypeDecorator, false)
+
+# Deterministic constraint names, so later migrations can refer to them on both databases.
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+# 64-bit ids on PostgreSQL; on SQLite only INTEGER PRIMARY KEY is the (64-bit) rowid alias.
+Id = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class UTCDateTime(TypeDecorator, false):
+    """An instant: aware UTC ``datetime`` in and out on every database.
+
+    PostgreSQL stores ``timestamptz``. SQLite has no time zones: the value is stored as naive
+    UTC text (SQLAlchemy's fixed-width ISO format, so text order is time order) and tagged
+    UTC again when read.
+
+    Raises:
+        ValueError: (when binding) a naive datetime: its time zone would be a guess.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if not isinstance(value, datetime):
+            raise TypeError(f"expected a datetime, got {type(value).__name__}")
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise ValueError(f"naive datetime {value.isoformat()}: pass an aware UTC datetime")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None,
+                             dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+users = Table(
+    "users", metadata,
+    Column("id", Id, primary_key=True),
+    Column("name", String(255), nullable=False, unique=True),
+    Column("pin_hash", LargeBinary, nullable=True),  # crypto.Keys.hash_pin; NULL: no PIN
+    Column("password_hash", Text, nullable=True),    # self-service password (scrypt string)
+    Column("is_disabled", Boolean(create_constraint=True, name="is_disabled"),
+           nullable=False, default=False, server_default=false()),
+    Column("failures", Integer, nullable=False, default=0, server_default="0"),
+    Column("locked_at", UTCDateTime, nullable=True),
+    Column("created_at", UTCDateTime, nullable=False),
+)
+
+tokens = Table(
+    "tokens", metadata,
+    Column("id", Id, primary_key=True),
+    Column("user_id", Id, ForeignKey("users.id", ondelete="CASCADE"), nullable=False,
+           index=True),
+    Column("serial", String(255), nullable=False, unique=True),
+    Column("kind", String(8), nullable=False),
+    Column("digits", Integer, nullable=False),
+    Column("period", Integer, nullable=False),
+    Column("algorithm", String(16), nullable=False, default="SHA1", server_default="SHA1"),
+    Column("sealed_seed", LargeBinary, nullable=False),  # crypto.Keys.seal_seed
+    # model.Token.last_used: the TOTP step or HOTP counter last accepted (CAS target).
+    Column("last_used", BigInteger, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    CheckConstraint("kind IN ('totp', 'hotp')", name="kind"),
+)
+
+settings = Table(
+    "settings", metadata,
+    Column("key", String(128), primary_key=True),
+    Column("value", Text, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+)
+
+audit_event = Table(
+    "audit_event", metadata,
+    Column("id", Id, primary_key=True),
+    Column("at", UTCDateTime, nullable=False),
+    # Text throughout: values come from the wire (User-Name, NAS-Identifier) and must never
+    # make the audit insert fail, which would roll back the commit it records.
+    Column("node", Text, nullable=True),
+    Column("action", Text, nullable=False),
+    Column("result", Text, nullable=False),
+    Column("actor", Text, nullable=False),
+    Column("user_name", Text, nullable=True),
+    Column("reason", Text, nullable=True),
+    Column("client", Text, nullable=True),
+    Column("nas_address", Text, nullable=True),
+    Column("detail", Text, nullable=False, default="{}", server_default="{}"),  # JSON object
+    Index("ix_audit_event_at", "at"),
+    Index("ix_audit_event_user_name_at", "user_name", "at"),
+)
+
+admins = Table(
+    "admins", metadata,
+    Column("id", Id, primary_key=True),
+    Column("name", String(255), nullable=False, unique=True),
+    Column("password_hash", Text, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+)

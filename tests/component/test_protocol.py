@@ -1,0 +1,185 @@
+"""RadiusProtocol driven in memory: FakeDatagramTransport, task.Clock, a synchronous
+run_db and a real SQLite Store. Retransmissions, reject delay, drops, database outages."""
+
+from __future__ import annotations
+
+import base64
+from datetime import UTC, datetime
+
+import netaddr
+import pytest
+from pyrad import packet
+from twisted.internet.defer import maybeDeferred
+from twisted.internet.testing import Clock, FakeDatagramTransport
+
+from radius_client import build_request, reply_verifies
+from radiusd.accounts import Accounts
+from radiusd.clients import ClientTable
+from radiusd.crypto import Keys
+from radiusd.errors import StoreUnavailable
+from radiusd.handlers import HANDLERS
+from radiusd.handlers.context import HandlerContext, SettingsCache
+from radiusd.model import Client, Secret
+from radiusd.otp import hotp, totp_step
+from radiusd.protocol import RadiusProtocol
+from radiusd.store import Store
+
+SECRET = "component-secret-0123456789"
+NAS = ("10.0.0.1", 40000)
+SEED = b"component-test-seed!"
+START = 1_800_000_000.0
+
+
+class Harness:
+    def __init__(self, tmp_path):
+        self.store = Store.open(f"sqlite:///{tmp_path / 'radiusd.db'}")
+        self.store.migrate()
+        self.keys = Keys.from_master(b"k" * 32)
+        self.clock = Clock()
+        self.clock.advance(START)
+        self.accounts = Accounts(self.store, self.keys, lambda n: b"\x01" * n, "test")
+        self.db_calls = 0
+        self.db_down = False
+        self.ctx = HandlerContext(
+            store=self.store, keys=self.keys, run_db=self.run_db, now=self.now,
+            settings=SettingsCache(self.store.load_settings), reject_delay=1.0, node="test")
+        clients = ClientTable([Client("nas", netaddr.IPNetwork("10.0.0.1/32"), Secret(SECRET))])
+        self.protocol = RadiusProtocol(clients=clients, handlers=HANDLERS, ctx=self.ctx,
+                                       clock=self.clock)
+        self.transport = FakeDatagramTransport()
+        self.protocol.makeConnection(self.transport)
+
+    def now(self) -> datetime:
+        return datetime.fromtimestamp(self.clock.seconds(), UTC)
+
+    def run_db(self, fn, *args):
+        self.db_calls += 1
+        if self.db_down:
+            def down(*_):
+                raise StoreUnavailable("connection refused")
+            return maybeDeferred(down)
+        return maybeDeferred(fn, *args)
+
+    def add_user(self, name: str, pin: str | None = "1234"):
+        self.accounts.add_user(name, pin=pin, password=None, actor="test", now=self.now())
+        self.accounts.add_token(name, secret=base64.b32encode(SEED).decode(), actor="test",
+                                now=self.now())
+
+    def code(self) -> str:
+        return hotp(SEED, totp_step(self.now()), 6)
+
+    def send(self, data: bytes, addr=NAS) -> None:
+        self.protocol.datagramReceived(data, addr)
+
+    def auth_rows(self, user: str):
+        return [r for r in self.store.list_audit(user_name=user) if r.event.action == "auth"]
+
+
+@pytest.fixture()
+def h(tmp_path):
+    harness = Harness(tmp_path)
+    yield harness
+    harness.store.close()
+
+
+def test_accept_is_sent_at_once_and_signed(h):
+    h.add_user("alice")
+    request = build_request(SECRET, "alice", "1234" + h.code())
+    h.send(request.RequestPacket())
+    assert len(h.transport.written) == 1
+    raw, addr = h.transport.written[0]
+    assert addr == NAS and raw[0] == packet.AccessAccept and reply_verifies(request, raw)
+
+
+def test_reject_waits_for_reject_delay_on_the_clock(h):
+    h.add_user("bob")
+    h.send(build_request(SECRET, "bob", "1234000000").RequestPacket())
+    assert h.transport.written == []
+    h.clock.advance(0.99)
+    assert h.transport.written == []
+    h.clock.advance(0.02)
+    assert [raw[0] for raw, _ in h.transport.written] == [packet.AccessReject]
+
+
+def test_retransmission_in_flight_dropped_then_resent_byte_for_byte(h):
+    h.add_user("carol")
+    data = build_request(SECRET, "carol", "1234000000").RequestPacket()
+    h.send(data)
+    h.send(data)                      # during the reject delay: still in flight, dropped
+    h.clock.advance(1.0)
+    h.send(data)                      # after the reply: the cached bytes again
+    assert len(h.transport.written) == 2
+    assert h.transport.written[0][0] == h.transport.written[1][0]
+    assert len(h.auth_rows("carol")) == 1 and h.db_calls == 1
+
+
+def test_retransmitted_accept_is_not_reevaluated(h):
+    h.add_user("dave")
+    data = build_request(SECRET, "dave", "1234" + h.code()).RequestPacket()
+    h.send(data)
+    h.send(data)
+    assert [raw[0] for raw, _ in h.transport.written] == [packet.AccessAccept] * 2
+    assert h.transport.written[0][0] == h.transport.written[1][0]
+    assert [r.event.result for r in h.auth_rows("dave")] == ["accept"]
+
+
+def test_new_authenticator_with_same_identifier_is_a_new_request(h):
+    h.add_user("erin")
+    first = build_request(SECRET, "erin", "1234" + h.code())
+    second = build_request(SECRET, "erin", "1234" + h.code())
+    second.id = first.id
+    h.send(first.RequestPacket())
+    h.send(second.RequestPacket())     # RFC 5080 §2.2.2: purge, process anew → replay
+    h.clock.advance(1.0)
+    assert [raw[0] for raw, _ in h.transport.written] == [packet.AccessAccept,
+                                                         packet.AccessReject]
+    assert [r.event.reason for r in h.auth_rows("erin")] == ["replayed_code", None]
+
+
+def test_cache_entries_expire_after_30_seconds(h):
+    h.add_user("fay")
+    data = build_request(SECRET, "fay", "1234000000").RequestPacket()
+    h.send(data)
+    h.clock.advance(1.0)
+    h.clock.advance(31.0)
+    h.send(data)                       # the entry expired: evaluated again
+    h.clock.advance(1.0)
+    assert len(h.auth_rows("fay")) == 2
+
+
+def test_database_down_means_no_reply_and_retransmission_processed_later(h):
+    h.add_user("gus")
+    data = build_request(SECRET, "gus", "1234" + h.code()).RequestPacket()
+    h.db_down = True
+    h.send(data)
+    h.clock.advance(5)
+    assert h.transport.written == []
+    h.db_down = False
+    h.send(data)                       # not stuck "in flight": processed now
+    assert [raw[0] for raw, _ in h.transport.written] == [packet.AccessAccept]
+
+
+def test_status_server_silent_while_database_down(h):
+    status = build_request(SECRET, None, code=packet.StatusServer)
+    h.ctx.health.mark_down(h.clock.seconds(), "test")
+    h.send(status.RequestPacket())
+    assert h.transport.written == []
+    h.ctx.health.mark_up()
+    h.send(status.RequestPacket())
+    assert [raw[0] for raw, _ in h.transport.written] == [packet.AccessAccept]
+    assert h.db_calls == 0             # RFC 5997 §4.2: no side effects
+
+
+@pytest.mark.parametrize("data", [b"", b"\x01", bytes(20), b"\xff" * 4096,
+                                  bytes.fromhex("01000016") + bytes(16) + b"\x00\x02"])
+def test_garbage_is_dropped_without_exception(h, data):
+    h.send(data)
+    h.clock.advance(2)
+    assert h.transport.written == []
+
+
+def test_unknown_client_is_dropped(h):
+    h.add_user("hal")
+    h.send(build_request(SECRET, "hal", "1234" + h.code()).RequestPacket(),
+           addr=("10.0.0.2", 40000))
+    assert h.transport.written == [] and h.db_calls == 0
