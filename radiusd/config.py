@@ -52,22 +52,30 @@ class ListenAddress:
 
 @dataclass(frozen=True, slots=True)
 class RadiusConfig:
+    """``[radius]``: where RADIUS listens, how long an Access-Reject is held back."""
+
     listen: tuple[ListenAddress, ...]
     reject_delay: timedelta
 
 
 @dataclass(frozen=True, slots=True)
 class DatabaseConfig:
+    """``[database]``: the SQLAlchemy URL (SQLite or PostgreSQL via psycopg 3)."""
+
     url: str  # a relative SQLite path is already resolved to an absolute one
 
 
 @dataclass(frozen=True, slots=True)
 class KeysConfig:
+    """``[keys]``: the key file (absolute), created by ``radiusd init``."""
+
     path: Path
 
 
 @dataclass(frozen=True, slots=True)
 class PerimeterConfig:
+    """``[perimeter]``: where emergency codes are accepted, and which address is checked."""
+
     networks: tuple[netaddr.IPNetwork, ...]
     ip_set: netaddr.IPSet
     check: str  # "nas" | "user" | "both"
@@ -75,6 +83,8 @@ class PerimeterConfig:
 
 @dataclass(frozen=True, slots=True)
 class AdminWebConfig:
+    """``[admin_web]``: the admin web's address (None: disabled) and TLS files (absolute)."""
+
     listen: ListenAddress | None  # None: the admin web is disabled (listen = "")
     tls_cert: Path | None
     tls_key: Path | None
@@ -82,6 +92,8 @@ class AdminWebConfig:
 
 @dataclass(frozen=True, slots=True)
 class Config:
+    """The whole config file, validated; ``warnings`` are ``(key_path, message)``."""
+
     path: Path
     radius: RadiusConfig
     database: DatabaseConfig

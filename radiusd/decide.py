@@ -18,12 +18,35 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Callable, Iterable, Iterator, Mapping
 
+import netaddr
+
 from radiusd import otp
 from radiusd.crypto import Keys, SealError
-from radiusd.model import (Accept, AdvanceToken, Commit, RadiusRequest, RecordFailure, Reject,
-                           RejectReason, ResetFailures, Subject, Token, TokenKind)
+from radiusd.emergency.codes import find_code
+from radiusd.emergency.export import accepted_reply
+from radiusd.emergency.rules import check_perimeter
+from radiusd.model import (Accept, AdvanceToken, Commit, EmergencySet, RadiusRequest,
+                           RecordFailure, Reject, RejectReason, ResetFailures,
+                           RevokeEmergencySet, Subject, Token, TokenKind, UseEmergencyCode)
 from radiusd.passcode import split_passcode
 from radiusd.settings import Settings
+
+
+@dataclass(frozen=True, slots=True)
+class Origin:
+    """Where the request came from and where emergency codes may be used.
+
+    Attributes:
+        client: the RADIUS client's name (``[[clients]] name``), for the audit trail.
+        nas_address: the UDP source address of the request.
+        check, networks, ip_set: the ``[perimeter]`` config (``nas``/``user``/``both``).
+    """
+
+    client: str = ""
+    nas_address: str = ""
+    check: str = "nas"
+    networks: tuple[netaddr.IPNetwork, ...] = ()
+    ip_set: netaddr.IPSet = field(default_factory=netaddr.IPSet)
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +58,7 @@ class Context:
     settings: Settings
     keys: Keys
     now: datetime
+    origin: Origin
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,12 +165,58 @@ def token_candidates(context: Context) -> Iterator[Candidate]:
                         check=lambda code, token=token: _check_token(context, token, code))
 
 
-# The authenticator families a passcode is tried against, in order. A new family (e.g. the
-# one-time emergency codes) is one more source here.
-CANDIDATE_SOURCES: tuple[CandidateSource, ...] = (token_candidates,)
+# --- one-time emergency tokencodes -------------------------------------------------------
+
+EMERGENCY = "emergency"
+
+
+def _check_emergency(context: Context, emergency: EmergencySet, code: bytes) -> CodeCheck:
+    """A code of the user's latest set: right code, set active, unused, inside the perimeter.
+
+    A refusal for lifetime, revocation or perimeter uses up nothing (no commit); the Accept
+    commits ``UseEmergencyCode``, a compare-and-set on ``used_at IS NULL``.
+    """
+    found = find_code(context.keys, emergency, code)
+    if found is None:
+        return CodeCheck(is_match=False)
+    detail: dict[str, object] = {"set": emergency.id, "code": found.position}
+    if emergency.revoked_at is not None:
+        return CodeCheck(is_match=False, reason=RejectReason.SET_REVOKED, detail=detail)
+    if context.now >= emergency.expires_at:
+        return CodeCheck(is_match=False, reason=RejectReason.SET_EXPIRED, detail=detail)
+    if found.used_at is not None:
+        return CodeCheck(is_match=False, reason=RejectReason.CODE_USED, detail=detail)
+    origin = context.origin
+    perimeter = check_perimeter(check=origin.check, networks=origin.networks,
+                                ip_set=origin.ip_set, nas_address=origin.nas_address,
+                                request=context.request)
+    detail["perimeter"] = perimeter.reason
+    if not perimeter.is_inside:
+        return CodeCheck(is_match=False, reason=RejectReason.OUTSIDE_PERIMETER, detail=detail)
+    codes_left = emergency.codes_left - 1
+    detail["codes_left"] = codes_left
+    return CodeCheck(is_match=True,
+                     commits=(UseEmergencyCode(found.id, emergency.id, context.now,
+                                               origin.client),),
+                     reply_messages=accepted_reply(codes_left, emergency.expires_at),
+                     detail=detail)
+
+
+def emergency_candidates(context: Context) -> Iterator[Candidate]:
+    """The user's latest emergency set, whatever its state (the check says why it fails)."""
+    emergency = context.subject.emergency
+    if emergency is not None:
+        yield Candidate(kind=EMERGENCY, name=emergency.id, code_length=emergency.code_length,
+                        check=lambda code: _check_emergency(context, emergency, code))
+
+
+# The authenticator families a passcode is tried against, in order.
+CANDIDATE_SOURCES: tuple[CandidateSource, ...] = (token_candidates, emergency_candidates)
 
 # When nothing matched, the most specific reason wins; BAD_CODE when no candidate said more.
-_REASON_PRECEDENCE: tuple[RejectReason, ...] = (RejectReason.REPLAYED_CODE,)
+_REASON_PRECEDENCE: tuple[RejectReason, ...] = (
+    RejectReason.CODE_USED, RejectReason.SET_REVOKED, RejectReason.SET_EXPIRED,
+    RejectReason.OUTSIDE_PERIMETER, RejectReason.REPLAYED_CODE)
 
 
 # --- the decision --------------------------------------------------------------------------
@@ -162,7 +232,7 @@ def _lock_state(subject: Subject, settings: Settings, now: datetime) -> tuple[bo
 
 
 def decide_access(request: RadiusRequest, subject: Subject | None, settings: Settings,
-                  keys: Keys, now: datetime) -> Accept | Reject:
+                  keys: Keys, now: datetime, origin: Origin = Origin()) -> Accept | Reject:
     """Decide an Access-Request (SPEC "Authentication rules").
 
     Rules, in order: CHAP and a missing User-Password are refused; unknown, disabled and
@@ -176,6 +246,7 @@ def decide_access(request: RadiusRequest, subject: Subject | None, settings: Set
         settings: the lockout policy.
         keys: opens sealed seeds and checks PIN hashes.
         now: the time of the request (aware UTC), read once by the shell.
+        origin: the client and the perimeter rules (emergency codes).
     Returns:
         ``Accept`` with the commits to apply (advance the token; reset failures), or
         ``Reject`` with the audit reason and the commits to apply (count the failure). The
@@ -196,11 +267,13 @@ def decide_access(request: RadiusRequest, subject: Subject | None, settings: Set
     if is_locked:
         return Reject(RejectReason.LOCKED)  # attempts during a lockout do not extend it
 
-    context = Context(request=request, subject=subject, settings=settings, keys=keys, now=now)
+    context = Context(request=request, subject=subject, settings=settings, keys=keys, now=now,
+                      origin=origin)
     tried = 0
     is_any_split = False
     is_any_pin_ok = False
     reasons: set[RejectReason] = set()
+    reason_details: dict[RejectReason, Mapping[str, object]] = {}
     errors: dict[str, list[str]] = {}
     pin_results: dict[int, bool] = {}  # by PIN part length: one check per distinct split
     for source in CANDIDATE_SOURCES:
@@ -218,11 +291,12 @@ def decide_access(request: RadiusRequest, subject: Subject | None, settings: Set
             is_any_pin_ok = True
             outcome = candidate.check(code)
             if outcome.is_match:
-                return _accept(subject, candidate, outcome, errors)
+                return _accept(context, candidate, outcome, errors)
             if outcome.error is not None:
                 errors.setdefault(outcome.error, []).append(candidate.name)
             if outcome.reason is not None:
                 reasons.add(outcome.reason)
+                reason_details.setdefault(outcome.reason, outcome.detail)
 
     if tried == 0:
         reason = RejectReason.NO_TOKEN
@@ -235,7 +309,8 @@ def decide_access(request: RadiusRequest, subject: Subject | None, settings: Set
     failure = RecordFailure(subject.id, at=now, max_failures=settings.max_failures,
                             restart=is_lock_expired)
     return Reject(reason, commits=(failure,),
-                  detail={"tokens": len(subject.tokens), **_error_detail(errors)})
+                  detail={"tokens": len(subject.tokens), **reason_details.get(reason, {}),
+                          **_error_detail(errors)})
 
 
 def _split(request: RadiusRequest, code_length: int) -> tuple[bytes, bytes] | None:
@@ -253,14 +328,28 @@ def _is_pin_ok(subject: Subject, keys: Keys, pin_part: bytes) -> bool:
     return bool(pin_part) and keys.verify_pin(pin_part, subject.pin_hash)
 
 
-def _accept(subject: Subject, candidate: Candidate, outcome: CodeCheck,
-            errors: Mapping[str, list[str]]) -> Accept:
+def _accept(context: Context, candidate: Candidate, outcome: CodeCheck,
+            errors: Mapping[str, list[str]]) -> Accept | Reject:
+    subject = context.subject
     commits: tuple[Commit, ...] = outcome.commits
+    detail = {**outcome.detail, **_error_detail(errors)}
+    emergency = subject.emergency
+    if (candidate.kind != EMERGENCY and emergency is not None
+            and emergency.is_active(context.now)):
+        # SPEC emergency.on_token_use: the real token authenticated while a set is active.
+        match context.settings.on_token_use:
+            case "deny":  # RSA: "deny authentication with tokencode"
+                return Reject(RejectReason.TOKEN_DENIED,
+                              detail={"set": emergency.id, "on_token_use": "deny"})
+            case "keep":
+                pass
+            case _:  # "revoke" (default): the token is back, the codes end now
+                commits += (RevokeEmergencySet(emergency.id, context.now, "token used"),)
+                detail.update({"revoked_set": emergency.id, "on_token_use": "revoke"})
     if subject.failures > 0 or subject.locked_at is not None:
         commits += (ResetFailures(subject.id),)
     return Accept(reply_messages=outcome.reply_messages, commits=commits,
-                  authenticator=candidate.label,
-                  detail={**outcome.detail, **_error_detail(errors)})
+                  authenticator=candidate.label, detail=detail)
 
 
 def _error_detail(errors: Mapping[str, list[str]]) -> dict[str, str]:

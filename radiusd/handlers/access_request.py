@@ -14,7 +14,7 @@ from datetime import datetime
 
 from twisted.logger import Logger
 
-from radiusd.decide import decide_access
+from radiusd.decide import Origin, decide_access
 from radiusd.errors import StoreUnavailable
 from radiusd.handlers.context import HandlerContext, Response
 from radiusd.model import (Accept, AuditEvent, Client, PacketCode, RadiusRequest, Reject,
@@ -23,8 +23,8 @@ from radiusd.model import (Accept, AuditEvent, Client, PacketCode, RadiusRequest
 log = Logger(namespace="radiusd.access")
 
 
-def audit_event(request: RadiusRequest, client: Client, verdict: Verdict, now: datetime,
-                node: str) -> AuditEvent:
+def audit_event(request: RadiusRequest, client: Client, address: str, verdict: Verdict,
+                now: datetime, node: str) -> AuditEvent:
     """The audit row of one decided request: never the passcode."""
     detail: dict[str, object] = dict(verdict.detail)
     if isinstance(verdict, Accept):
@@ -35,13 +35,23 @@ def audit_event(request: RadiusRequest, client: Client, verdict: Verdict, now: d
         result, reason = "reject", verdict.reason.value
     if request.calling_station_id:
         detail["calling_station_id"] = request.calling_station_id
+    if request.nas_identifier:
+        detail["nas_identifier"] = request.nas_identifier
     return AuditEvent(at=now, action="auth", result=result, actor="radius",
                       user_name=request.user_name, reason=reason, client=client.name,
-                      nas_address=request.nas_ip_address or request.nas_identifier,
+                      nas_address=address,
                       node=node, detail=detail)
 
 
-def authenticate(ctx: HandlerContext, request: RadiusRequest, client: Client,
+def origin_of(ctx: HandlerContext, client: Client, address: str) -> Origin:
+    perimeter = ctx.perimeter
+    if perimeter is None:
+        return Origin(client=client.name, nas_address=address)
+    return Origin(client=client.name, nas_address=address, check=perimeter.check,
+                  networks=perimeter.networks, ip_set=perimeter.ip_set)
+
+
+def authenticate(ctx: HandlerContext, request: RadiusRequest, client: Client, address: str,
                  now: datetime) -> Verdict:
     """Decide and commit one Access-Request (runs in a DB thread).
 
@@ -50,21 +60,23 @@ def authenticate(ctx: HandlerContext, request: RadiusRequest, client: Client,
     """
     settings = ctx.settings.get(now)
     subject = ctx.store.load_subject(request.user_name) if request.user_name else None
-    verdict = decide_access(request, subject, settings, ctx.keys, now)
-    if ctx.store.apply(verdict.commits, audit_event(request, client, verdict, now, ctx.node)):
+    verdict = decide_access(request, subject, settings, ctx.keys, now,
+                            origin_of(ctx, client, address))
+    audit = audit_event(request, client, address, verdict, now, ctx.node)
+    if ctx.store.apply(verdict.commits, audit):
         return verdict
     # A compare-and-set lost: another request (or server) used this step/code first.
     lost = Reject(RejectReason.LOST_RACE, detail={"lost": getattr(verdict, "authenticator", "")})
-    ctx.store.apply((), audit_event(request, client, lost, now, ctx.node))
+    ctx.store.apply((), audit_event(request, client, address, lost, now, ctx.node))
     return lost
 
 
-async def handle_access_request(request: RadiusRequest, client: Client,
+async def handle_access_request(request: RadiusRequest, client: Client, address: str,
                                 ctx: HandlerContext) -> Response:
     """Raises StoreUnavailable (no reply); every other failure is a Reject."""
     now = ctx.now()
     try:
-        verdict = await ctx.run_db(authenticate, ctx, request, client, now)
+        verdict = await ctx.run_db(authenticate, ctx, request, client, address, now)
     except StoreUnavailable:
         raise
     except Exception:

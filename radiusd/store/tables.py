@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy import (BigInteger, Boolean, CheckConstraint, Column, DateTime, Dialect,
                         ForeignKey, Index, Integer, LargeBinary, MetaData, String, Table, Text,
-                        TypeDecorator, false)
+                        TypeDecorator, UniqueConstraint, false)
 
 # Deterministic constraint names, so later migrations can refer to them on both databases.
 NAMING_CONVENTION = {
@@ -31,7 +31,7 @@ metadata = MetaData(naming_convention=NAMING_CONVENTION)
 Id = BigInteger().with_variant(Integer(), "sqlite")
 
 
-class UTCDateTime(TypeDecorator, false):
+class UTCDateTime(TypeDecorator):
     """An instant: aware UTC ``datetime`` in and out on every database.
 
     PostgreSQL stores ``timestamptz``. SQLite has no time zones: the value is stored as naive
@@ -126,4 +126,39 @@ admins = Table(
     Column("name", String(255), nullable=False, unique=True),
     Column("password_hash", Text, nullable=False),
     Column("created_at", UTCDateTime, nullable=False),
+)
+
+# --- emergency access (issue 3; revision 0002) ---------------------------------------------
+
+emergency_set = Table(
+    "emergency_set", metadata,
+    Column("id", String(32), primary_key=True),  # codes.new_set_id: 128 random bits, hex
+    Column("user_id", Id, ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column("code_length", Integer, nullable=False),
+    Column("issued_at", UTCDateTime, nullable=False),
+    Column("expires_at", UTCDateTime, nullable=False),
+    Column("issued_by", Text, nullable=False),      # "cli", "admin:NAME", "self-service:NAME"
+    Column("reason", Text, nullable=False),
+    Column("revoked_at", UTCDateTime, nullable=True),
+    Column("revoked_reason", Text, nullable=True),
+    Column("last_used_at", UTCDateTime, nullable=True),
+    Column("last_used_client", Text, nullable=True),  # from the wire: Text, like audit_event
+    # Serves both the user's latest set (load_subject, the hot path) and the cascade from
+    # users: an index on user_id alone would be a redundant prefix of this one.
+    Index("ix_emergency_set_user_id_issued_at", "user_id", "issued_at"),
+)
+
+emergency_code = Table(
+    "emergency_code", metadata,
+    Column("id", Id, primary_key=True),
+    Column("set_id", String(32), ForeignKey("emergency_set.id", ondelete="CASCADE"),
+           nullable=False),
+    Column("position", Integer, nullable=False),      # 1-based line of the export
+    Column("code_hash", LargeBinary(32), nullable=False),  # Keys.code_hash (HMAC-SHA256)
+    # Compare-and-set target: UPDATE ... SET used_at=:at WHERE id=:id AND used_at IS NULL.
+    Column("used_at", UTCDateTime, nullable=True),
+    Column("used_client", Text, nullable=True),
+    # Its index (set_id, position) also serves lookups and the cascade by set_id alone.
+    UniqueConstraint("set_id", "position"),
+    CheckConstraint("position >= 1", name="position"),
 )

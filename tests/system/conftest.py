@@ -6,7 +6,7 @@ import pytest
 
 from support import ServerProcess, free_udp_port, write_server_config
 
-SECRET = "system-test-secret-7d1c9a"
+SECRET = "system-test-secret-7d1c9a"  # noqa: S105 (test value)
 
 
 def pytest_collection_modifyitems(items):

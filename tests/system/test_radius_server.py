@@ -106,16 +106,32 @@ def test_radclient_without_message_authenticator_gets_no_answer(server):
     assert [row for row in _audit(server, "noma") if row["action"] == "auth"] == []
 
 
-def test_radclient_retransmissions_get_one_evaluation(server):
-    """radclient -r 3 with a timeout shorter than the reject delay: three identical
-    datagrams, one evaluation, one reply (RFC 5080 §2.2.2)."""
-    _user(server, "retrans")
-    attrs = 'User-Name = "retrans", User-Password = "4821000000", Message-Authenticator = 0x00'
-    result = radclient(server.port, server.secret, attrs, args=("-x", "-r", "3", "-t", "0.08"))
-    assert "Received Access-Reject" in result.stdout, result.stdout + result.stderr
-    assert len(re.findall(r"^Sent Access-Request", result.stdout, re.M)) >= 2
-    auth_rows = [row for row in _audit(server, "retrans") if row["action"] == "auth"]
-    assert len(auth_rows) == 1
+def test_radclient_retransmissions_get_one_evaluation(tmp_path):
+    """radclient -r 3 with a timeout shorter than the reject delay: identical datagrams
+    from one port, one evaluation, one reply (RFC 5080 §2.2.2)."""
+    slow = _own_server(tmp_path, reject_delay="2.5s")
+    slow.start()
+    try:
+        _user(slow, "retrans")
+        attrs = ('User-Name = "retrans", User-Password = "4821000000", '
+                 'Message-Authenticator = 0x00')
+        result = radclient(slow.port, slow.secret, attrs, args=("-x", "-r", "3", "-t", "1"))
+        assert "Received Access-Reject" in result.stdout, result.stdout + result.stderr
+        assert len(re.findall(r"^Sent Access-Request", result.stdout, re.M)) >= 2
+        assert "still in progress: dropped" in slow.log_text()
+        auth_rows = [row for row in _audit(slow, "retrans") if row["action"] == "auth"]
+        assert len(auth_rows) == 1
+    finally:
+        slow.stop()
+
+
+def _own_server(tmp_path, **options):
+    from support import ServerProcess, free_udp_port, write_server_config
+    from system.conftest import SECRET
+    port = free_udp_port()
+    config = write_server_config(tmp_path, port=port, secret=SECRET, **options)
+    return ServerProcess(directory=tmp_path, port=port, secret=SECRET, config=config,
+                         log_path=tmp_path / "radiusd.log")
 
 
 def test_retransmitted_accept_is_resent_byte_for_byte_without_reevaluation(server):

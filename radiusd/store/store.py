@@ -1,0 +1,875 @@
+"""The Store: every read and write of the database, one method per unit of work.
+
+Owns: the engine and its connection set-up (SQLite WAL + ``synchronous=FULL``, PostgreSQL
+statement timeout), transactions, the compare-and-set commits of ``apply``, the audit rows
+written with each change, schema migration, and the translation of SQLAlchemy errors into
+``radiusd.errors`` (STYLE §8). Takes and returns ``radiusd.model`` values only: no Row or
+ORM object leaves this package.
+
+Thread-safe: every method checks a connection out of the pool for its own transaction, so
+the server may call it from its DB thread pool (1 thread on SQLite, N on PostgreSQL).
+
+Must not know: twisted, pyrad. Never logs, and never puts a PIN hash, password hash or seed
+into an exception message (the engine hides bound parameters).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from datetime import date, datetime, timedelta
+from enum import Enum
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config as AlembicConfig
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import (Boolean, ColumnElement, Connection, Engine, Integer, Row, and_, case,
+                        create_engine, delete, event, func, insert, literal, null, or_, select,
+                        text, update)
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import (ArgumentError, DBAPIError, IntegrityError, NoSuchModuleError,
+                            StatementError)
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+from sqlalchemy.pool import StaticPool
+
+from radiusd.errors import (AlreadyExists, ConfigError, NotFound, NotInitialised,
+                            StoreUnavailable)
+from radiusd.model import (AdvanceToken, AuditEvent, AuditRecord, Commit, RecordFailure,
+                           ResetFailures, Subject, Token, TokenInfo, TokenKind, UserInfo)
+from radiusd.settings import Settings, settings_from_rows
+from radiusd.store import tables
+from radiusd.store.tables import UTCDateTime, admins, audit_event, tokens, users
+
+MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+
+# pg_advisory_xact_lock key: two servers running `init` at once migrate one after the other.
+_MIGRATION_LOCK = 0x72616469_75736400  # "radiusd\0"
+
+# PostgreSQL SQLSTATE undefined_table; SQLite says "no such table".
+_UNDEFINED_TABLE = "42P01"
+
+# Execution option read by the SQLite "begin" hook.
+_BEGIN = "radiusd_begin"
+
+
+class _LostRace(Exception):
+    """A compare-and-set commit matched no row: ``apply`` rolls everything back."""
+
+
+@lru_cache(maxsize=1)
+def _scripts() -> ScriptDirectory:
+    return ScriptDirectory.from_config(_alembic_config())
+
+
+def _alembic_config(connection: Connection | None = None) -> AlembicConfig:
+    """Alembic configured in code: no alembic.ini (the revisions ship as package data)."""
+    config = AlembicConfig()
+    # ConfigParser interpolation: a literal % in the install path must be doubled.
+    config.set_main_option("script_location", str(MIGRATIONS).replace("%", "%%"))
+    if connection is not None:
+        config.attributes["connection"] = connection
+    return config
+
+
+def _json_default(value: object) -> object:
+    """Audit ``detail`` values JSON has no type for."""
+    if isinstance(value, (datetime, date)):
+        return value.isoformat()
+    if isinstance(value, timedelta):
+        return value.total_seconds()
+    if isinstance(value, Enum):
+        return value.value
+    if isinstance(value, (set, frozenset)):
+        return sorted(value, key=str)
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return f"<{len(value)} bytes>"  # never the bytes themselves: they may be secret
+    return str(value)  # model.Secret prints as Secret(<redacted>)
+
+
+def _detail_to_json(detail: Mapping[str, object]) -> str:
+    return json.dumps(dict(detail), sort_keys=True, default=_json_default, ensure_ascii=False)
+
+
+def _detail_from_json(stored: str | None) -> dict[str, object]:
+    try:
+        value = json.loads(stored or "{}")
+    except ValueError:
+        return {"unparsed": stored}  # edited by hand: show it rather than fail the listing
+    return value if isinstance(value, dict) else {"value": value}
+
+
+class Store:
+    """The radiusd database (SQLite for one server, PostgreSQL for several).
+
+    Build it with ``Store.open(url)``; ``close()`` releases the connections. Every public
+    method is one transaction, and every mutating admin method writes its ``audit`` event
+    in that same transaction.
+    """
+
+    def __init__(self, engine: Engine, url: URL):
+        """Use ``Store.open``; this takes an engine already set up by it."""
+        self._engine = engine
+        self._url = url
+        self._is_sqlite = engine.dialect.name == "sqlite"
+        self._safe_url = url.render_as_string(hide_password=True)
+
+    # --- lifecycle -----------------------------------------------------------------------
+
+    @classmethod
+    def open(cls, url: str, *, pool_size: int = 1, statement_timeout: float = 2.0) -> "Store":
+        """Set up the engine for ``url``; no connection is made until the first call.
+
+        Args:
+            url: ``sqlite:///PATH`` or ``postgresql+psycopg://USER[:PASSWORD]@HOST/DB``
+                (plain ``postgresql://`` is taken to mean psycopg 3).
+            pool_size: connections kept (the size of the caller's DB thread pool).
+            statement_timeout: seconds a statement (PostgreSQL) or a wait for the SQLite
+                write lock may take before ``StoreUnavailable``.
+        Returns:
+            The store.
+        Raises:
+            ConfigError: the URL cannot be parsed, or names a database other than SQLite or
+                PostgreSQL, or a driver that is not installed (key ``database.url``).
+        """
+        try:
+            parsed = make_url(url)
+        except ArgumentError:
+            raise ConfigError([("database.url", "not a database URL (use sqlite:///PATH or "
+                                "postgresql+psycopg://USER@HOST/DB)")]) from None
+        if parsed.drivername == "postgresql":
+            parsed = parsed.set(drivername="postgresql+psycopg")
+        backend = parsed.get_backend_name()
+        if backend not in ("sqlite", "postgresql"):
+            raise ConfigError([("database.url", f"unsupported database {backend!r} (use "
+                                "sqlite:///PATH or postgresql+psycopg://USER@HOST/DB)")])
+        timeout_ms = max(1, round(statement_timeout * 1000))
+        common: dict[str, Any] = {"hide_parameters": True}  # no hash or seed in any message
+        try:
+            if backend == "sqlite":
+                engine = cls._sqlite_engine(parsed, pool_size, statement_timeout, timeout_ms,
+                                            common)
+            else:
+                engine = create_engine(
+                    parsed, pool_size=pool_size, max_overflow=0, pool_pre_ping=True,
+                    pool_timeout=max(5.0, statement_timeout),
+                    connect_args={
+                        # libpq: whole seconds, at least 2.
+                        "connect_timeout": max(2, math.ceil(statement_timeout)),
+                        "options": f"-c statement_timeout={timeout_ms}ms",
+                    }, **common)
+        except (ArgumentError, NoSuchModuleError, ImportError) as exc:
+            raise ConfigError([("database.url", f"cannot use {backend}: {exc}")]) from None
+        return cls(engine, parsed)
+
+    @staticmethod
+    def _sqlite_engine(url: URL, pool_size: int, statement_timeout: float, timeout_ms: int,
+                       common: dict[str, Any]) -> Engine:
+        is_memory = url.database in (None, "", ":memory:")
+        pool: dict[str, Any] = {"pool_size": pool_size, "max_overflow": 0,
+                                "pool_timeout": max(5.0, statement_timeout)}
+        if is_memory:
+            # One shared connection, or each would see its own empty database: fine for
+            # single-threaded tests, not for a server.
+            pool = {"poolclass": StaticPool}
+        engine = create_engine(
+            url, connect_args={"check_same_thread": False, "timeout": statement_timeout},
+            **pool, **common)
+
+        @event.listens_for(engine, "connect")
+        def _set_up(dbapi_connection: Any, _record: Any) -> None:
+            # sqlite3's own transaction handling does not BEGIN before a SELECT or DDL;
+            # turn it off and BEGIN in _begin below (SQLAlchemy's documented recipe).
+            dbapi_connection.isolation_level = None
+            cursor = dbapi_connection.cursor()
+            try:
+                cursor.execute(f"PRAGMA busy_timeout = {timeout_ms}")
+                cursor.execute("PRAGMA journal_mode = WAL")
+                # WAL + FULL: a returned commit is on disk (STYLE §2 step 5).
+                cursor.execute("PRAGMA synchronous = FULL")
+                cursor.execute("PRAGMA foreign_keys = ON")  # tokens ON DELETE CASCADE
+            finally:
+                cursor.close()
+
+        @event.listens_for(engine, "begin")
+        def _begin(connection: Connection) -> None:
+            # Writers take the write lock up front (BEGIN IMMEDIATE), so they queue on
+            # busy_timeout instead of failing when a read transaction tries to upgrade.
+            connection.exec_driver_sql(connection.get_execution_options().get(_BEGIN, "BEGIN"))
+
+        return engine
+
+    def close(self) -> None:
+        """Close every pooled connection. The store must not be used afterwards."""
+        self._engine.dispose()
+
+    def __enter__(self) -> "Store":
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Store({self._safe_url!r})"
+
+    # --- transactions and error translation ----------------------------------------------
+
+    @contextmanager
+    def _transaction(self, *, write: bool = False,
+                     conflict: Callable[[IntegrityError], Exception] | None = None
+                     ) -> Iterator[Connection]:
+        """One unit of work: commit on success, roll back on any exception.
+
+        Raises:
+            NotInitialised: a table is missing.
+            StoreUnavailable: cannot connect, locked or timed out, or any other DB error.
+            whatever ``conflict`` returns for an IntegrityError (AlreadyExists, NotFound).
+        """
+        try:
+            with self._engine.connect() as connection:
+                if write and self._is_sqlite:
+                    connection.execution_options(**{_BEGIN: "BEGIN IMMEDIATE"})
+                with connection.begin():
+                    yield connection
+        except IntegrityError as exc:
+            if conflict is None:
+                raise StoreUnavailable(self._describe(exc)) from exc
+            raise conflict(exc) from None
+        except DBAPIError as exc:
+            if self._is_missing_table(exc):
+                raise NotInitialised() from None
+            raise StoreUnavailable(self._describe(exc)) from exc
+        except PoolTimeoutError as exc:
+            raise StoreUnavailable(f"database {self._safe_url}: every connection is busy") \
+                from exc
+        except StatementError as exc:
+            # A bind processor refused a value (e.g. UTCDateTime and a naive datetime): the
+            # caller's mistake, so its own exception, without SQLAlchemy around it.
+            if isinstance(exc.orig, (ValueError, TypeError)):
+                raise exc.orig from None
+            raise
+
+    @contextmanager
+    def _write(self, conflict: Callable[[IntegrityError], Exception] | None = None
+               ) -> Iterator[Connection]:
+        with self._transaction(write=True, conflict=conflict) as connection:
+            yield connection
+
+    @staticmethod
+    def _is_missing_table(exc: DBAPIError) -> bool:
+        return (getattr(exc.orig, "sqlstate", None) == _UNDEFINED_TABLE
+                or "no such table" in str(exc.orig))
+
+    def _describe(self, exc: DBAPIError) -> str:
+        """One line naming the database and the driver's complaint; never the password."""
+        cause = exc.orig if exc.orig is not None else exc
+        lines = str(cause).strip().splitlines()
+        message = f"{type(cause).__name__}: {lines[0]}" if lines else type(cause).__name__
+        if self._url.password:
+            message = message.replace(str(self._url.password), "***")
+        return f"database {self._safe_url} unavailable: {message}"
+
+    # --- schema --------------------------------------------------------------------------
+
+    def migrate(self) -> None:
+        """Create or upgrade the schema to the newest revision (``alembic upgrade head``).
+
+        Idempotent, and one transaction on both databases: a failed migration leaves the
+        schema as it was. On PostgreSQL an advisory lock serialises servers migrating at
+        once, and the statement timeout is lifted (a migration may rewrite a large table).
+
+        Raises:
+            NotInitialised: the schema is newer than this radiusd (nothing is changed).
+            StoreUnavailable: the database cannot be reached or is locked.
+        """
+        with self._write() as connection:
+            if not self._is_sqlite:
+                connection.exec_driver_sql("SET LOCAL statement_timeout = 0")
+                connection.execute(text("SELECT pg_advisory_xact_lock(:key)"),
+                                   {"key": _MIGRATION_LOCK})
+            newer = self._newer_schema(self._current_revisions(connection))
+            if newer is not None:
+                raise newer
+            command.upgrade(_alembic_config(connection), "head")
+
+    def check_schema(self) -> None:
+        """Check that the schema exists and is at the newest revision this code knows.
+
+        Raises:
+            NotInitialised: no schema, an older one (run ``radiusd init``), or a newer one
+                (this radiusd is older than the database).
+            StoreUnavailable: the database cannot be reached.
+        """
+        with self._transaction() as connection:
+            current = self._current_revisions(connection)
+        heads = set(_scripts().get_heads())
+        if not current:
+            raise NotInitialised()
+        if current == heads:
+            return
+        newer = self._newer_schema(current)
+        if newer is not None:
+            raise newer
+        raise NotInitialised(
+            f"the database schema is at revision {', '.join(sorted(current))}, not "
+            f"{', '.join(sorted(heads))}: run `radiusd init`")
+
+    @staticmethod
+    def _current_revisions(connection: Connection) -> set[str]:
+        """The revisions in ``alembic_version``; empty when there is no schema."""
+        return set(MigrationContext.configure(connection).get_current_heads())
+
+    @staticmethod
+    def _newer_schema(current: set[str]) -> NotInitialised | None:
+        """The error for a schema written by a newer radiusd (unknown revisions), else None."""
+        scripts = _scripts()
+        unknown = current - {script.revision for script in scripts.walk_revisions()}
+        if not unknown:
+            return None
+        return NotInitialised(
+            f"the database schema (revision {', '.join(sorted(unknown))}) is newer than "
+            f"this radiusd (revision {', '.join(sorted(scripts.get_heads()))}): "
+            "upgrade radiusd")
+
+    # --- users ---------------------------------------------------------------------------
+
+    def add_user(self, name: str, *, pin_hash: bytes | None, password_hash: str | None,
+                 at: datetime, audit: AuditEvent) -> int:
+        """Create a user (no tokens, not disabled, no failures).
+
+        Args:
+            name: the RADIUS User-Name (validated by the caller).
+            pin_hash: ``Keys.hash_pin`` output, or None for a user without PIN.
+            password_hash: the self-service password hash, or None.
+            at: creation time (aware). audit: written with the user.
+        Returns:
+            The new user's id.
+        Raises:
+            AlreadyExists: the name is taken.
+            StoreUnavailable: the database cannot be reached, is locked or timed out.
+            NotInitialised: the schema is missing.
+        """
+        taken = AlreadyExists(f"user {name!r} already exists")
+        with self._write(conflict=lambda exc: taken) as connection:
+            if self._user_id(connection, name) is not None:
+                raise taken
+            result = connection.execute(insert(users).values(
+                name=name, pin_hash=pin_hash, password_hash=password_hash, is_disabled=False,
+                failures=0, locked_at=None, created_at=at))
+            user_id = int(result.inserted_primary_key[0])
+            self._insert_audit(connection, audit)
+        return user_id
+
+    def get_user(self, name: str) -> UserInfo:
+        """One user as admins see it.
+
+        Args:
+            name: the user name (exact, case-sensitive).
+        Returns:
+            The user, with the serials of their tokens.
+        Raises:
+            NotFound: no such user ("no user 'bob'").
+            StoreUnavailable: the database cannot be reached, is locked or timed out.
+            NotInitialised: the schema is missing.
+        """
+        with self._transaction() as connection:
+            found = self._user_infos(connection, users.c.name == name)
+        if not found:
+            raise NotFound(f"no user {name!r}")
+        return found[0]
+
+    def list_users(self, search: str | None = None, limit: int = 1000,
+                   offset: int = 0) -> list[UserInfo]:
+        """Users ordered by name.
+
+        Args:
+            search: keep names containing this, ignoring case (None or "": all).
+            limit, offset: the page.
+        Returns:
+            At most ``limit`` users.
+        Raises:
+            StoreUnavailable: the database cannot be reached, is locked or timed out.
+            NotInitialised: the schema is missing.
+        """
+        with self._transaction() as connection:
+            return self._user_infos(connection, self._search(search), limit=limit,
+                                    offset=offset)
+
+    def count_users(self, search: str | None = None) -> int:
+        """The number of users ``list_users(search)`` pages through.
+
+        Args:
+            search: as for ``list_users``.
+        Returns:
+            The count.
+        Raises:
+            StoreUnavailable: the database cannot be reached, is locked or timed out.
+            NotInitialised: the schema is missing.
+        """
+        with self._transaction() as connection:
+            query = select(func.count()).select_from(users).where(self._search(search))
+            return int(connection.execute(query).scalar_one())
+
+    def set_pin(self, name: str, pin_hash: bytes | None, audit: AuditEvent) -> None:
+        """Set or clear a user's PIN.
+
+        Args:
+            name: the user. pin_hash: ``Keys.hash_pin`` output, or None to clear.
+            audit: written with the change.
+        Raises:
+            NotFound: no such user.
+            StoreUnavailable: the database cannot be reached, is locked or timed out.
+            NotInitialised: the schema is missing.
+        """
+        self._update_user(name, {"pin_hash": pin_hash}, audit)
+
+    def set_password(self, name: str, password_hash: str | None, audit: AuditEvent) -> None:
+        """Set or clear a user's self-service password.
+
+        Args:
+            name: the user. password_hash: the scrypt string, or None to clear.
+            audit: written with the change.
+        Raises:
+            NotFound: no such user.
+            StoreUnavailable: the database cannot be reached, is locked or timed out.
+            NotInitialised: the schema is missing.
+        """
+        self._update_user(name, {"password_hash": password_hash}, audit)
+
+    def get_password_hash(self, name: str) -> str | None:
+        """A user's self-service password hash (for the self-service sign-in).
+
+        Returns:
+            The hash, or None when the user has no self-service password.
+        Raises:
+            NotFound: no such user.
+            StoreUnavailable: the database cannot be reached, is locked or timed out.
+            NotInitialised: the schema is missing.
+        """
+        with self._transaction() as connection:
+            row = connection.execute(
+                select(users.c.password_hash).where(users.c.name == name)).one_or_none()
+        if row is None:
+            raise NotFound(f"no user {name!r}")
+        return row.password_hash
+
+    def set_disabled(self, name: str, is_disabled: bool, audit: AuditEvent) -> None:
+        """Disable (True) or enable (False) a user.
+
+        Args:
+            name: the user. is_disabled: the new state. audit: written with the change.
+        Raises:
+            NotFound: no such user.
+            StoreUnavailable: the database cannot be reached, is locked or timed out.
+            NotInitialised: the schema is missing.
+        """
+        self._update_user(name, {"is_disabled": is_disabled}, audit)
+
+    def unlock(self, name: str, audit: AuditEvent) -> None:
+        """Clear a user's failure count and lock.
+
+        Args:
+            name: the user. audit: written with the change.
+        Raises:
+            NotFound: no such user.
+            StoreUnavailable: the database cannot be reached, is locked or timed out.
+            NotInitialised: the schema is missing.
+        """
+        self._update_user(name, {"failures": 0, "locked_at": None}, audit)
+
+    def delete_user(self, name: str, audit: AuditEvent) -> None:
+        """Delete a user and (ON DELETE CASCADE) their tokens.
+
+        Args:
+            name: the user. audit: written with the deletion.
+        Raises:
+            NotFound: no such user.
+            StoreUnavailable: the database cannot be reached, is locked or timed out.
+            NotInitialised: the schema is missing.
+        """
+        with self._write() as connection:
+            result = connection.execute(delete(users).where(users.c.name == name))
+            if result.rowcount != 1:
+                raise NotFound(f"no user {name!r}")
+            self._insert_audit(connection, audit)
+
+    def load_subject(self, name: str) -> Subject | None:
+        """The user and their tokens for ``decide_access``, in one query.
+
+        Returns:
+            The subject, or None for an unknown user.
+        Raises:
+            StoreUnavailable: the database cannot be reached, is locked or timed out.
+            NotInitialised: the schema is missing.
+        """
+        query = (select(users.c.id, users.c.name, users.c.is_disabled, users.c.pin_hash,
+                        users.c.failures, users.c.locked_at,
+                        tokens.c.id.label("token_id"), tokens.c.serial, tokens.c.kind,
+                        tokens.c.digits, tokens.c.period, tokens.c.sealed_seed,
+                        tokens.c.last_used, tokens.c.algorithm)
+                 .select_from(users.outerjoin(tokens, tokens.c.user_id == users.c.id))
+                 .where(users.c.name == name)
+                 .order_by(tokens.c.id))
+        with self._transaction() as connection:
+            rows = connection.execute(query).all()
+        if not rows:
+            return None
+        first = rows[0]
+        return Subject(
+            id=first.id, name=first.name, is_disabled=bool(first.is_disabled),
+            pin_hash=None if first.pin_hash is None else bytes(first.pin_hash),
+            failures=first.failures, locked_at=first.locked_at,
+            tokens=tuple(
+                Token(id=row.token_id, serial=row.serial, kind=TokenKind(row.kind),
+                      digits=row.digits, period=row.period,
+                      sealed_seed=bytes(row.sealed_seed), last_used=row.last_used,
+                      algorithm=row.algorithm)
+                for row in rows if row.token_id is not None))
+
+    # --- tokens --------------------------------------------------------------------------
+
+    def add_token(self, user_name: str, *, serial: str, kind: TokenKind, digits: int,
+                  period: int, sealed_seed: bytes, last_used: int, at: datetime,
+                  audit: AuditEvent) -> int:
+        """Give a user a token.
+
+        Args:
+            serial: unique across all users. kind: TOTP or HOTP. digits, period: as the
+                token shows them. sealed_seed: ``Keys.seal_seed`` output. last_used: the
+                step/counter last accepted (``model.Token``). at: creation time.
+        Returns:
+            The new token's id.
+        Raises:
+            NotFound: no such user. AlreadyExists: the serial is taken.
+            StoreUnavailable: the database cannot be reached, is locked or timed out.
+            NotInitialised: the schema is missing.
+        """
+        taken = AlreadyExists(f"token serial {serial!r} already exists")
+        no_user = NotFound(f"no user {user_name!r}")
+
+        def conflict(exc: IntegrityError) -> Exception:
+            # Lost a race: the serial was taken, or the user deleted, since the checks below.
+            return taken if "serial" in str(exc.orig) else no_user
+
+        with self._write(conflict=conflict) as connection:
+            user_id = self._user_id(connection, user_name)
+            if user_id is None:
+                raise no_user
+            if connection.execute(
+                    select(tokens.c.id).where(tokens.c.serial == serial)).first() is not None:
+                raise taken
+            result = connection.execute(insert(tokens).values(
+                user_id=user_id, serial=serial, kind=TokenKind(kind).value, digits=digits,
+                period=period, algorithm="SHA1", sealed_seed=sealed_seed,
+                last_used=last_used, created_at=at))
+            token_id = int(result.inserted_primary_key[0])
+            self._insert_audit(connection, audit)
+        return token_id
+
+    def list_tokens(self, user_name: str) -> list[TokenInfo]:
+        """A user's tokens as admins see them (never the seed).
+
+        Returns:
+            The tokens, ordered by serial; empty when the user has none.
+        Raises:
+            NotFound: no such user.
+            StoreUnavailable: the database cannot be reached, is locked or timed out.
+            NotInitialised: the schema is missing.
+        """
+        query = (select(users.c.id.label("user_id"), tokens.c.id, tokens.c.serial,
+                        tokens.c.kind, tokens.c.digits, tokens.c.period, tokens.c.last_used,
+                        tokens.c.created_at)
+                 .select_from(users.outerjoin(tokens, tokens.c.user_id == users.c.id))
+                 .where(users.c.name == user_name)
+                 .order_by(tokens.c.serial))
+        with self._transaction() as connection:
+            rows = connection.execute(query).all()
+        if not rows:
+            raise NotFound(f"no user {user_name!r}")
+        return [TokenInfo(id=row.id, user_name=user_name, serial=row.serial,
+                          kind=TokenKind(row.kind), digits=row.digits, period=row.period,
+                          last_used=row.last_used, created_at=row.created_at)
+                for row in rows if row.id is not None]
+
+    def delete_token(self, user_name: str, serial: str, audit: AuditEvent) -> None:
+        """Delete one of a user's tokens.
+
+        Raises:
+            NotFound: no such user ("no user 'alice'"), or the user has no token with that
+                serial ("user 'alice' has no token 'X'").
+            StoreUnavailable: the database cannot be reached, is locked or timed out.
+            NotInitialised: the schema is missing.
+        """
+        with self._write() as connection:
+            user_id = self._user_id(connection, user_name)
+            if user_id is None:
+                raise NotFound(f"no user {user_name!r}")
+            result = connection.execute(delete(tokens).where(
+                tokens.c.user_id == user_id, tokens.c.serial == serial))
+            if result.rowcount != 1:
+                raise NotFound(f"user {user_name!r} has no token {serial!r}")
+            self._insert_audit(connection, audit)
+
+    # --- settings ------------------------------------------------------------------------
+
+    def load_settings(self) -> Settings:
+        """The self-service policy: the stored values over SPEC's defaults.
+
+        Returns:
+            The settings (an invalid stored value reads as its default).
+        Raises:
+            StoreUnavailable: the database cannot be reached, is locked or timed out.
+            NotInitialised: the schema is missing.
+        """
+        with self._transaction() as connection:
+            rows = connection.execute(select(tables.settings.c.key,
+                                             tables.settings.c.value)).all()
+        return settings_from_rows({row.key: row.value for row in rows})
+
+    def set_setting(self, key: str, value: str, audit: AuditEvent) -> None:
+        """Store one policy value (validated and normalised by the caller).
+
+        Raises:
+            StoreUnavailable: the database cannot be reached, is locked or timed out.
+            NotInitialised: the schema is missing.
+        """
+        dialect_insert = sqlite_insert if self._is_sqlite else postgresql_insert
+        statement = dialect_insert(tables.settings).values(key=key, value=value,
+                                                           updated_at=audit.at)
+        statement = statement.on_conflict_do_update(
+            index_elements=[tables.settings.c.key],
+            set_={"value": statement.excluded.value,
+                  "updated_at": statement.excluded.updated_at})
+        with self._write() as connection:
+            connection.execute(statement)
+            self._insert_audit(connection, audit)
+
+    # --- authentication effects ----------------------------------------------------------
+
+    def apply(self, commits: Sequence[Commit], audit: AuditEvent) -> bool:
+        """Run one request's commits and its audit row in one transaction.
+
+        ``AdvanceToken`` is a compare-and-set (``... WHERE last_used < :value``): if it
+        matches no row, another request or server used that step/counter first, and
+        nothing of this call is written, the audit row included.
+
+        Args:
+            commits: the verdict's effects, in order.
+            audit: the request's audit row.
+        Returns:
+            True when everything is committed (durably: WAL + ``synchronous=FULL`` on
+            SQLite); False when a compare-and-set lost and all was rolled back.
+        Raises:
+            StoreUnavailable: the database cannot be reached, is locked or timed out;
+                nothing was committed.
+            NotInitialised: the schema is missing.
+            TypeError: a commit of a kind this store does not know.
+        """
+        try:
+            with self._write() as connection:
+                for commit in commits:
+                    self._commit(connection, commit)
+                self._insert_audit(connection, audit)
+        except _LostRace:
+            return False
+        return True
+
+    @staticmethod
+    def _commit(connection: Connection, commit: Commit) -> None:
+        match commit:
+            case AdvanceToken(token_id=token_id, value=value):
+                result = connection.execute(
+                    update(tokens)
+                    .where(tokens.c.id == token_id, tokens.c.last_used < value)
+                    .values(last_used=value))
+                if result.rowcount != 1:
+                    raise _LostRace()
+            case RecordFailure(user_id=user_id, at=at, max_failures=max_failures,
+                               restart=restart):
+                # One atomic UPDATE, so two servers counting at once never lose a count. The
+                # right-hand sides read the row as it was, hence the count spelled twice.
+                is_restart = literal(restart, Boolean())
+                count: ColumnElement[int] = case((is_restart, literal(1, Integer())),
+                                                 else_=users.c.failures + 1)
+                connection.execute(
+                    update(users).where(users.c.id == user_id).values(
+                        failures=count,
+                        locked_at=case(
+                            (count >= max_failures, literal(at, UTCDateTime())),
+                            # An expired lock is over: it must not linger beside count 1.
+                            (is_restart, null()),
+                            else_=users.c.locked_at)))
+            case ResetFailures(user_id=user_id):
+                connection.execute(
+                    update(users)
+                    .where(users.c.id == user_id,
+                           or_(users.c.failures != 0, users.c.locked_at.is_not(None)))
+                    .values(failures=0, locked_at=None))
+            case _:
+                raise TypeError(f"unknown commit {type(commit).__name__}")
+
+    # --- audit ---------------------------------------------------------------------------
+
+    def write_audit(self, audit: AuditEvent) -> None:
+        """Write one audit row on its own (an event with no other effect).
+
+        Raises:
+            StoreUnavailable: the database cannot be reached, is locked or timed out.
+            NotInitialised: the schema is missing.
+        """
+        with self._write() as connection:
+            self._insert_audit(connection, audit)
+
+    def list_audit(self, *, user_name: str | None = None, since: datetime | None = None,
+                   action: str | None = None, result: str | None = None, limit: int = 1000,
+                   offset: int = 0) -> list[AuditRecord]:
+        """Audit rows, newest first.
+
+        Args:
+            user_name, action, result: keep rows equal to these (None: any).
+            since: keep rows at or after this instant.
+            limit, offset: the page.
+        Returns:
+            At most ``limit`` records.
+        Raises:
+            StoreUnavailable: the database cannot be reached, is locked or timed out.
+            NotInitialised: the schema is missing.
+        """
+        column = audit_event.c
+        conditions = []
+        if user_name is not None:
+            conditions.append(column.user_name == user_name)
+        if since is not None:
+            conditions.append(column.at >= since)
+        if action is not None:
+            conditions.append(column.action == action)
+        if result is not None:
+            conditions.append(column.result == result)
+        query = (select(audit_event).where(and_(True, *conditions))
+                 .order_by(column.at.desc(), column.id.desc()).limit(limit).offset(offset))
+        with self._transaction() as connection:
+            rows = connection.execute(query).all()
+        return [self._audit_record(row) for row in rows]
+
+    def prune_audit(self, older_than: datetime, audit: AuditEvent) -> int:
+        """Delete audit rows before ``older_than``, then write ``audit`` (which survives).
+
+        Returns:
+            The number of rows deleted.
+        Raises:
+            StoreUnavailable: the database cannot be reached, is locked or timed out.
+            NotInitialised: the schema is missing.
+        """
+        with self._write() as connection:
+            deleted = connection.execute(
+                delete(audit_event).where(audit_event.c.at < older_than)).rowcount
+            self._insert_audit(connection, audit)
+        return int(deleted)
+
+    # --- admins of the web console -------------------------------------------------------
+
+    def add_admin(self, name: str, password_hash: str, at: datetime, audit: AuditEvent) -> int:
+        """Create an admin of the web console.
+
+        Args:
+            name: the admin's sign-in name. password_hash: ``crypto.hash_password`` output.
+            at: creation time (aware). audit: written with the admin.
+        Returns:
+            The new admin's id.
+        Raises:
+            AlreadyExists: the name is taken.
+            StoreUnavailable: the database cannot be reached, is locked or timed out.
+            NotInitialised: the schema is missing.
+        """
+        taken = AlreadyExists(f"admin {name!r} already exists")
+        with self._write(conflict=lambda exc: taken) as connection:
+            if connection.execute(
+                    select(admins.c.id).where(admins.c.name == name)).first() is not None:
+                raise taken
+            result = connection.execute(insert(admins).values(
+                name=name, password_hash=password_hash, created_at=at))
+            admin_id = int(result.inserted_primary_key[0])
+            self._insert_audit(connection, audit)
+        return admin_id
+
+    def get_admin_password_hash(self, name: str) -> str | None:
+        """An admin's password hash, for the web console's sign-in.
+
+        Returns:
+            The hash, or None for an unknown admin.
+        Raises:
+            StoreUnavailable: the database cannot be reached, is locked or timed out.
+            NotInitialised: the schema is missing.
+        """
+        with self._transaction() as connection:
+            return connection.execute(
+                select(admins.c.password_hash).where(admins.c.name == name)).scalar_one_or_none()
+
+    # --- helpers (inside a transaction) --------------------------------------------------
+
+    @staticmethod
+    def _insert_audit(connection: Connection, audit: AuditEvent) -> None:
+        connection.execute(insert(audit_event).values(
+            at=audit.at, node=audit.node, action=audit.action, result=audit.result,
+            actor=audit.actor, user_name=audit.user_name, reason=audit.reason,
+            client=audit.client, nas_address=audit.nas_address,
+            detail=_detail_to_json(audit.detail)))
+
+    @staticmethod
+    def _audit_record(row: Row) -> AuditRecord:
+        return AuditRecord(id=row.id, event=AuditEvent(
+            at=row.at, action=row.action, result=row.result, actor=row.actor,
+            user_name=row.user_name, reason=row.reason, client=row.client,
+            nas_address=row.nas_address, node=row.node,
+            detail=_detail_from_json(row.detail)))
+
+    @staticmethod
+    def _user_id(connection: Connection, name: str) -> int | None:
+        return connection.execute(
+            select(users.c.id).where(users.c.name == name)).scalar_one_or_none()
+
+    @staticmethod
+    def _search(search: str | None) -> ColumnElement[bool]:
+        if not search:
+            return and_(True)
+        # lower() on both sides: LIKE is case-sensitive on PostgreSQL, not on SQLite.
+        return func.lower(users.c.name).contains(search.lower(), autoescape=True)
+
+    def _update_user(self, name: str, values: Mapping[str, object], audit: AuditEvent) -> None:
+        with self._write() as connection:
+            result = connection.execute(
+                update(users).where(users.c.name == name).values(**values))
+            if result.rowcount != 1:
+                raise NotFound(f"no user {name!r}")
+            self._insert_audit(connection, audit)
+
+    @staticmethod
+    def _user_infos(connection: Connection, condition: ColumnElement[bool], *,
+                    limit: int | None = None, offset: int = 0) -> list[UserInfo]:
+        """Users matching ``condition`` by name, with their token serials: two queries."""
+        query = (select(users.c.id, users.c.name, users.c.is_disabled,
+                        users.c.pin_hash.is_not(None).label("has_pin"),
+                        users.c.password_hash.is_not(None).label("has_password"),
+                        users.c.failures, users.c.locked_at, users.c.created_at)
+                 .where(condition).order_by(users.c.name).limit(limit).offset(offset))
+        rows = connection.execute(query).all()
+        serials: dict[int, list[str]] = {row.id: [] for row in rows}
+        if serials:
+            for token in connection.execute(
+                    select(tokens.c.user_id, tokens.c.serial)
+                    .where(tokens.c.user_id.in_(list(serials)))
+                    .order_by(tokens.c.serial)):
+                serials[token.user_id].append(token.serial)
+        return [UserInfo(id=row.id, name=row.name, is_disabled=bool(row.is_disabled),
+                         has_pin=bool(row.has_pin),
+                         has_self_service_password=bool(row.has_password),
+                         failures=row.failures, locked_at=row.locked_at,
+                         created_at=row.created_at, token_serials=tuple(serials[row.id]))
+                for row in rows]
