@@ -104,6 +104,25 @@ def build_parser() -> argparse.ArgumentParser:
     tdel.add_argument("name")
     tdel.add_argument("serial")
 
+    emergency = commands.add_parser(
+        "emergency", help="one-time emergency tokencodes").add_subparsers(
+        dest="action", metavar="ACTION", parser_class=_Parser)
+    emergency.required = True
+    issue = emergency.add_parser("issue", help="issue a new set (revokes the earlier one) "
+                                               "and write its .txt export")
+    issue.add_argument("name")
+    issue.add_argument("--count", type=_positive_int, default=None,
+                       help="codes in the set (default: emergency.codes_per_set)")
+    issue.add_argument("--lifetime", type=_duration, default=None,
+                       help="e.g. 72h, 7d (default: emergency.lifetime)")
+    issue.add_argument("--output", default="-",
+                       help="the .txt export; '-' or absent: standard output")
+    issue.add_argument("--reason", default="", help="why (recorded in the audit trail)")
+    emergency.add_parser("status", help="the user's set: never the codes").add_argument("name")
+    erevoke = emergency.add_parser("revoke", help="end the active set now")
+    erevoke.add_argument("name")
+    erevoke.add_argument("--reason", default="revoked by an admin")
+
     admin = commands.add_parser("admin", help="admins of the web console").add_subparsers(
         dest="action", metavar="ACTION", parser_class=_Parser)
     admin.required = True
@@ -267,6 +286,57 @@ class Commands:
                 self.print(f"token {args.serial} of {args.name} deleted")
         return 0
 
+    # --- emergency codes -----------------------------------------------------------------
+
+    def emergency(self, args) -> int:
+        from radiusd.emergency import issuing
+        from radiusd.emergency.rules import set_status
+        accounts, now = self.accounts, _now()
+        match args.action:
+            case "issue":
+                prepared = issuing.prepare_set(
+                    accounts.store, accounts.keys, accounts.random, accounts.settings(),
+                    user_name=args.name, count=args.count, lifetime=args.lifetime,
+                    issued_by="cli", reason=args.reason, now=now)
+                if args.output == "-":
+                    issuing.commit_set(accounts.store, prepared, actor="cli",
+                                       destination="stdout", node=accounts.node, now=now)
+                    self.out.write(prepared.export_text)
+                    self.out.flush()
+                else:
+                    path = Path(args.output)
+                    with _ExportFile(path) as export:
+                        export.write(prepared.export_text)
+                        issuing.commit_set(accounts.store, prepared, actor="cli",
+                                           destination=str(path.resolve()),
+                                           node=accounts.node, now=now)
+                    print(f"{len(prepared.codes)} emergency codes for {args.name} written to "
+                          f"{path} (valid until {_when(prepared.emergency.expires_at)})",
+                          file=sys.stderr)
+            case "status":
+                current = accounts.store.get_emergency_set(args.name)
+                status = set_status(current, now)
+                self.print(f"user:        {args.name}")
+                self.print(f"status:      {status.value}")
+                if current is not None:
+                    self.print(f"issued:      {_when(current.issued_at)} by {current.issued_by}"
+                               + (f" ({current.reason})" if current.reason else ""))
+                    self.print(f"valid until: {_when(current.expires_at)}")
+                    if current.revoked_at is not None:
+                        self.print(f"revoked:     {_when(current.revoked_at)} "
+                                   f"({current.revoked_reason})")
+                    self.print(f"codes left:  {current.codes_left} of {len(current.codes)}")
+                    if current.last_used_at is not None:
+                        self.print(f"last use:    {_when(current.last_used_at)} from "
+                                   f"{current.last_used_client}")
+                    else:
+                        self.print("last use:    never")
+            case "revoke":
+                issuing.revoke_set(accounts.store, user_name=args.name, actor="cli",
+                                   reason=args.reason, node=accounts.node, now=now)
+                self.print(f"emergency set of {args.name} revoked")
+        return 0
+
     # --- admins, settings, audit ---------------------------------------------------------
 
     def admin(self, args) -> int:
@@ -309,6 +379,48 @@ class Commands:
                        f"{event.actor}" + (f" client={event.client}" if event.client else "")
                        + (f" {detail}" if detail else ""))
         return 0
+
+
+class _ExportFile:
+    """Write an export so that it exists whole or not at all.
+
+    The text goes to a temporary file beside the target (mode 0600: it holds codes) and is
+    fsynced; only when the ``with`` block succeeded (the set is committed) is it renamed
+    into place. Any failure removes the temporary file. An unwritable target fails before
+    anything is committed.
+    """
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.temp: Path | None = None
+        self.fd: int | None = None
+
+    def __enter__(self) -> "_ExportFile":
+        if self.path.is_dir():
+            raise UsageError(f"--output {self.path} is a directory")
+        self.temp = self.path.with_name(f".{self.path.name}.{secrets.token_hex(4)}.tmp")
+        try:
+            self.fd = os.open(self.temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except OSError as exc:
+            raise UsageError(f"cannot write {self.path}: {exc.strerror}") from None
+        return self
+
+    def write(self, text: str) -> None:
+        assert self.fd is not None
+        try:
+            os.write(self.fd, text.encode("utf-8"))
+            os.fsync(self.fd)
+        except OSError as exc:
+            raise UsageError(f"cannot write {self.path}: {exc.strerror}") from None
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        assert self.temp is not None
+        if self.fd is not None:
+            os.close(self.fd)
+        if exc_type is None:
+            os.replace(self.temp, self.path)
+        else:
+            self.temp.unlink(missing_ok=True)
 
 
 def _check_config(path: Path) -> int:

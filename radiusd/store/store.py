@@ -29,9 +29,9 @@ from alembic import command
 from alembic.config import Config as AlembicConfig
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import (Boolean, ColumnElement, Connection, Engine, Integer, Row, and_, case,
-                        create_engine, delete, event, func, insert, literal, null, or_, select,
-                        text, update)
+from sqlalchemy import (Boolean, ColumnElement, Connection, Engine, FromClause, Integer, Row,
+                        and_, case, create_engine, delete, event, func, insert, literal, null,
+                        or_, select, text, update)
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import URL, make_url
@@ -42,11 +42,13 @@ from sqlalchemy.pool import StaticPool
 
 from radiusd.errors import (AlreadyExists, ConfigError, NotFound, NotInitialised,
                             StoreUnavailable)
-from radiusd.model import (AdvanceToken, AuditEvent, AuditRecord, Commit, RecordFailure,
-                           ResetFailures, Subject, Token, TokenInfo, TokenKind, UserInfo)
+from radiusd.model import (AdvanceToken, AuditEvent, AuditRecord, Commit, EmergencyCode,
+                           EmergencySet, RecordFailure, ResetFailures, RevokeEmergencySet,
+                           Subject, Token, TokenInfo, TokenKind, UseEmergencyCode, UserInfo)
 from radiusd.settings import Settings, settings_from_rows
 from radiusd.store import tables
-from radiusd.store.tables import UTCDateTime, admins, audit_event, tokens, users
+from radiusd.store.tables import (UTCDateTime, admins, audit_event, emergency_code,
+                                  emergency_set, tokens, users)
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
@@ -58,6 +60,12 @@ _UNDEFINED_TABLE = "42P01"
 
 # Execution option read by the SQLite "begin" hook.
 _BEGIN = "radiusd_begin"
+
+# emergency_code.code_hash: Keys.code_hash is HMAC-SHA256.
+_CODE_HASH_BYTES = 32
+
+# revoked_reason of the sets a new set replaces (issue_emergency_set).
+SUPERSEDED = "superseded"
 
 
 class _LostRace(Exception):
@@ -485,7 +493,7 @@ class Store:
         self._update_user(name, {"failures": 0, "locked_at": None}, audit)
 
     def delete_user(self, name: str, audit: AuditEvent) -> None:
-        """Delete a user and (ON DELETE CASCADE) their tokens.
+        """Delete a user and (ON DELETE CASCADE) their tokens and emergency sets.
 
         Args:
             name: the user. audit: written with the deletion.
@@ -501,10 +509,15 @@ class Store:
             self._insert_audit(connection, audit)
 
     def load_subject(self, name: str) -> Subject | None:
-        """The user and their tokens for ``decide_access``, in one query.
+        """The user, their tokens and their latest emergency set for ``decide_access``.
+
+        Two queries in one read transaction: the user joined to their tokens, then the
+        user's latest emergency set joined to its codes (one join of both would multiply
+        tokens by codes).
 
         Returns:
-            The subject, or None for an unknown user.
+            The subject (``emergency`` as ``get_emergency_set`` returns it), or None for an
+            unknown user.
         Raises:
             StoreUnavailable: the database cannot be reached, is locked or timed out.
             NotInitialised: the schema is missing.
@@ -519,8 +532,9 @@ class Store:
                  .order_by(tokens.c.id))
         with self._transaction() as connection:
             rows = connection.execute(query).all()
-        if not rows:
-            return None
+            if not rows:
+                return None
+            emergency = self._latest_emergency_set(connection, users.c.name == name)
         first = rows[0]
         return Subject(
             id=first.id, name=first.name, is_disabled=bool(first.is_disabled),
@@ -531,7 +545,8 @@ class Store:
                       digits=row.digits, period=row.period,
                       sealed_seed=bytes(row.sealed_seed), last_used=row.last_used,
                       algorithm=row.algorithm)
-                for row in rows if row.token_id is not None))
+                for row in rows if row.token_id is not None),
+            emergency=emergency)
 
     # --- tokens --------------------------------------------------------------------------
 
@@ -617,6 +632,142 @@ class Store:
                 raise NotFound(f"user {user_name!r} has no token {serial!r}")
             self._insert_audit(connection, audit)
 
+    # --- emergency code sets -------------------------------------------------------------
+
+    def issue_emergency_set(self, user_name: str, emergency: EmergencySet,
+                            code_hashes: Sequence[bytes],
+                            audits: Sequence[AuditEvent]) -> EmergencySet:
+        """Store a new set with its codes, revoking the user's earlier sets, in one
+        transaction with its audit rows.
+
+        Every earlier set of the user not yet revoked gets ``revoked_at =
+        emergency.issued_at`` and ``revoked_reason = "superseded"``. On PostgreSQL the
+        user's row is locked first, so two sets issued at once end with one of them
+        revoked, never both active.
+
+        Args:
+            user_name: the user the set is for.
+            emergency: the set's values (``id``, ``user_id``, lifetime, issuer, reason);
+                its ``codes`` are ignored.
+            code_hashes: the codes' keyed hashes (32 bytes each), in export order: the
+                first becomes position 1.
+            audits: written with the set (``emergency.issue``, ``emergency.export``).
+        Returns:
+            The stored set, as ``get_emergency_set`` returns it.
+        Raises:
+            NotFound: no such user, or ``emergency.user_id`` is not that user's id (the
+                user was deleted and created again since the hashes were bound to it).
+            AlreadyExists: a set with this id exists (128 random bits: never by chance).
+            ValueError: a code hash is not 32 bytes.
+            StoreUnavailable: the database cannot be reached, is locked or timed out.
+            NotInitialised: the schema is missing.
+        """
+        if any(len(code_hash) != _CODE_HASH_BYTES for code_hash in code_hashes):
+            raise ValueError(f"emergency code hashes must be {_CODE_HASH_BYTES} bytes")
+        no_user = NotFound(f"no user {user_name!r}")
+
+        def conflict(exc: IntegrityError) -> Exception:
+            # The only unique key the caller chooses is the set id; anything else (the
+            # user's row gone under a foreign key) means the user is not there.
+            if "pk_emergency_set" in str(exc.orig) or "emergency_set.id" in str(exc.orig):
+                return AlreadyExists(f"emergency set {emergency.id!r} already exists")
+            return no_user
+
+        with self._write(conflict=conflict) as connection:
+            # FOR NO KEY UPDATE (PostgreSQL; SQLite's BEGIN IMMEDIATE already serialises):
+            # a second issuer for this user waits here, then supersedes this set.
+            user_id = connection.execute(
+                select(users.c.id).where(users.c.name == user_name)
+                .with_for_update(key_share=True)).scalar_one_or_none()
+            if user_id is None or user_id != emergency.user_id:
+                raise no_user
+            connection.execute(
+                update(emergency_set)
+                .where(emergency_set.c.user_id == user_id, emergency_set.c.revoked_at.is_(None))
+                .values(revoked_at=emergency.issued_at, revoked_reason=SUPERSEDED))
+            connection.execute(insert(emergency_set).values(
+                id=emergency.id, user_id=user_id, code_length=emergency.code_length,
+                issued_at=emergency.issued_at, expires_at=emergency.expires_at,
+                issued_by=emergency.issued_by, reason=emergency.reason,
+                revoked_at=emergency.revoked_at, revoked_reason=emergency.revoked_reason,
+                last_used_at=None, last_used_client=None))
+            if code_hashes:
+                connection.execute(insert(emergency_code), [
+                    {"set_id": emergency.id, "position": position,
+                     "code_hash": bytes(code_hash), "used_at": None, "used_client": None}
+                    for position, code_hash in enumerate(code_hashes, start=1)])
+            for audit in audits:
+                self._insert_audit(connection, audit)
+            stored = self._emergency_set(connection, emergency_set,
+                                         emergency_set.c.id == emergency.id)
+        return stored  # type: ignore[return-value]  # inserted above: never None
+
+    def get_emergency_set(self, user_name: str) -> EmergencySet | None:
+        """The user's latest set, whatever its state, with all its codes (hashes only).
+
+        "Latest" is the set not revoked, if any (issuing revokes all others, so there is
+        at most one), else the one issued last (then revoked last). Not simply the last
+        ``issued_at``: a set issued by a server whose clock is behind, or at the same
+        instant by a fixed clock, must still be the one that counts.
+
+        Returns:
+            The set, or None when the user never had one.
+        Raises:
+            NotFound: no such user.
+            StoreUnavailable: the database cannot be reached, is locked or timed out.
+            NotInitialised: the schema is missing.
+        """
+        with self._transaction() as connection:
+            if self._user_id(connection, user_name) is None:
+                raise NotFound(f"no user {user_name!r}")
+            return self._latest_emergency_set(connection, users.c.name == user_name)
+
+    def revoke_emergency_set(self, set_id: str, *, at: datetime, reason: str,
+                             audit: AuditEvent) -> bool:
+        """End a set now, with its audit row in the same transaction.
+
+        Args:
+            set_id: the set. at: the revocation time (aware). reason: why (shown in status).
+            audit: written only when the set was revoked by this call.
+        Returns:
+            True when this call revoked the set; False (nothing written) when there is no
+            such set or it was already revoked.
+        Raises:
+            StoreUnavailable: the database cannot be reached, is locked or timed out.
+            NotInitialised: the schema is missing.
+        """
+        with self._write() as connection:
+            result = connection.execute(self._revoke_set(set_id, at, reason))
+            if result.rowcount != 1:
+                return False
+            self._insert_audit(connection, audit)
+        return True
+
+    def count_active_emergency_sets(self, now: datetime) -> int:
+        """Sets usable at ``now``: not revoked and not expired (used-up sets included).
+
+        Raises:
+            StoreUnavailable: the database cannot be reached, is locked or timed out.
+            NotInitialised: the schema is missing.
+        """
+        query = (select(func.count()).select_from(emergency_set)
+                 .where(emergency_set.c.revoked_at.is_(None),
+                        emergency_set.c.expires_at > now))
+        with self._transaction() as connection:
+            return int(connection.execute(query).scalar_one())
+
+    def count_emergency_uses(self, since: datetime) -> int:
+        """Emergency codes used at or after ``since`` (of users not deleted since).
+
+        Raises:
+            StoreUnavailable: the database cannot be reached, is locked or timed out.
+            NotInitialised: the schema is missing.
+        """
+        query = (select(func.count()).select_from(emergency_code)
+                 .where(emergency_code.c.used_at >= since))
+        with self._transaction() as connection:
+            return int(connection.execute(query).scalar_one())
+
     # --- settings ------------------------------------------------------------------------
 
     def load_settings(self) -> Settings:
@@ -656,9 +807,12 @@ class Store:
     def apply(self, commits: Sequence[Commit], audit: AuditEvent) -> bool:
         """Run one request's commits and its audit row in one transaction.
 
-        ``AdvanceToken`` is a compare-and-set (``... WHERE last_used < :value``): if it
-        matches no row, another request or server used that step/counter first, and
-        nothing of this call is written, the audit row included.
+        ``AdvanceToken`` (``... WHERE last_used < :value``) and ``UseEmergencyCode``
+        (``... WHERE used_at IS NULL`` and the set still active at ``at``) are
+        compare-and-sets (``model.CAS_COMMITS``): if one matches no row, another request or
+        server got there first (or the set ended), and nothing of this call is written,
+        the audit row included. ``RevokeEmergencySet`` of a set already revoked is no
+        lost race: it changes nothing and the rest commits.
 
         Args:
             commits: the verdict's effects, in order.
@@ -712,6 +866,28 @@ class Store:
                     .where(users.c.id == user_id,
                            or_(users.c.failures != 0, users.c.locked_at.is_not(None)))
                     .values(failures=0, locked_at=None))
+            case UseEmergencyCode(code_id=code_id, set_id=set_id, at=at, client=client):
+                # One conditional UPDATE (STYLE §5): of racing requests, on one server or
+                # several, exactly one sees used_at IS NULL. The set must still be active
+                # at `at`: a revoke or expiry between load and apply wins over the code.
+                is_set_active = (
+                    select(literal(1))
+                    .where(emergency_set.c.id == set_id,
+                           emergency_set.c.revoked_at.is_(None),
+                           emergency_set.c.expires_at > at)
+                    .exists())
+                result = connection.execute(
+                    update(emergency_code)
+                    .where(emergency_code.c.id == code_id, emergency_code.c.set_id == set_id,
+                           emergency_code.c.used_at.is_(None), is_set_active)
+                    .values(used_at=at, used_client=client))
+                if result.rowcount != 1:
+                    raise _LostRace()
+                connection.execute(
+                    update(emergency_set).where(emergency_set.c.id == set_id)
+                    .values(last_used_at=at, last_used_client=client))
+            case RevokeEmergencySet(set_id=set_id, at=at, reason=reason):
+                connection.execute(Store._revoke_set(set_id, at, reason))
             case _:
                 raise TypeError(f"unknown commit {type(commit).__name__}")
 
@@ -829,6 +1005,65 @@ class Store:
             user_name=row.user_name, reason=row.reason, client=row.client,
             nas_address=row.nas_address, node=row.node,
             detail=_detail_from_json(row.detail)))
+
+    @staticmethod
+    def _revoke_set(set_id: str, at: datetime, reason: str):
+        """The UPDATE ending a set; matches no row when it is already revoked."""
+        return (update(emergency_set)
+                .where(emergency_set.c.id == set_id, emergency_set.c.revoked_at.is_(None))
+                .values(revoked_at=at, revoked_reason=reason))
+
+    @staticmethod
+    def _latest_emergency_set(connection: Connection,
+                              user: ColumnElement[bool]) -> EmergencySet | None:
+        """The latest set (``get_emergency_set``) of the one user matching ``user``, with
+        its codes: one query.
+
+        The user's row is joined to the set the correlated subquery picks among the user's
+        sets (found by the index on ``(user_id, issued_at)``), and that to its codes.
+        """
+        candidate = emergency_set.alias("candidate")
+        latest_id = (
+            select(candidate.c.id)
+            .where(candidate.c.user_id == users.c.id)
+            # See get_emergency_set: the unrevoked set first, whatever its issued_at; the
+            # id only makes the order total.
+            .order_by(candidate.c.revoked_at.is_(None).desc(), candidate.c.issued_at.desc(),
+                      candidate.c.revoked_at.desc(), candidate.c.id.desc())
+            .limit(1)
+            .correlate(users)
+            .scalar_subquery())
+        return Store._emergency_set(
+            connection,
+            users.join(emergency_set, and_(emergency_set.c.user_id == users.c.id,
+                                           emergency_set.c.id == latest_id)),
+            user)
+
+    @staticmethod
+    def _emergency_set(connection: Connection, from_: FromClause,
+                       where: ColumnElement[bool]) -> EmergencySet | None:
+        """The one set ``from_``/``where`` select, with its codes by position: one query."""
+        query = (
+            select(emergency_set, emergency_code.c.id.label("code_id"),
+                   emergency_code.c.position, emergency_code.c.code_hash,
+                   emergency_code.c.used_at)
+            .select_from(from_.outerjoin(emergency_code,
+                                         emergency_code.c.set_id == emergency_set.c.id))
+            .where(where)
+            .order_by(emergency_code.c.position))
+        rows = connection.execute(query).all()
+        if not rows:
+            return None
+        first = rows[0]
+        return EmergencySet(
+            id=first.id, user_id=first.user_id, code_length=first.code_length,
+            issued_at=first.issued_at, expires_at=first.expires_at,
+            issued_by=first.issued_by, reason=first.reason, revoked_at=first.revoked_at,
+            revoked_reason=first.revoked_reason,
+            codes=tuple(EmergencyCode(id=row.code_id, position=row.position,
+                                      code_hash=bytes(row.code_hash), used_at=row.used_at)
+                        for row in rows if row.code_id is not None),
+            last_used_at=first.last_used_at, last_used_client=first.last_used_client)
 
     @staticmethod
     def _user_id(connection: Connection, name: str) -> int | None:

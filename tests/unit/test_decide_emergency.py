@@ -1,0 +1,178 @@
+"""decide_access with one-time emergency codes: PIN first, set active, unused, inside the
+perimeter; the reply; the on_token_use policies; nothing used up by a refusal."""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import replace
+from datetime import datetime, timedelta, timezone
+
+import netaddr
+import pytest
+
+from radiusd import otp
+from radiusd.crypto import Keys
+from radiusd.decide import Origin, decide_access
+from radiusd.emergency.codes import hash_codes
+from radiusd.model import (Accept, AdvanceToken, EmergencyCode, EmergencySet, PacketCode,
+                           RadiusRequest, RecordFailure, Reject, RejectReason,
+                           RevokeEmergencySet, Secret, Subject, Token, TokenKind,
+                           UseEmergencyCode)
+from radiusd.settings import Settings
+
+KEYS = Keys.from_master(b"e" * 32)
+NOW = datetime(2026, 11, 28, 12, 0, 10, tzinfo=timezone.utc)
+USER_ID = 11
+SET_ID = "0123456789abcdef0123456789abcdef"
+CODES = [b"48201937", b"11223344", b"90817263"]
+SEED = b"emergency-test-seed!"
+_counter = itertools.count()
+PERIMETER = (netaddr.IPNetwork("10.0.0.0/8"), netaddr.IPNetwork("10.20.0.0/16"))
+INSIDE = Origin(client="vpn", nas_address="10.20.1.1", check="nas", networks=PERIMETER,
+                ip_set=netaddr.IPSet(PERIMETER))
+
+
+def _random(n: int) -> bytes:
+    return next(_counter).to_bytes(n, "big")
+
+
+PIN_HASH = KEYS.hash_pin(Secret("4821"), _random)
+HASHES = hash_codes(KEYS, SET_ID, USER_ID, [Secret(c) for c in CODES])
+
+
+def emergency_set(*, used=(), expires_in=timedelta(hours=72), revoked: bool = False,
+                  set_id: str = SET_ID, hashes=HASHES) -> EmergencySet:
+    return EmergencySet(
+        id=set_id, user_id=USER_ID, code_length=8, issued_at=NOW - timedelta(hours=1),
+        expires_at=NOW + expires_in, issued_by="cli", reason="lost token",
+        revoked_at=NOW - timedelta(minutes=1) if revoked else None,
+        codes=tuple(EmergencyCode(id=100 + i, position=i + 1, code_hash=h,
+                                  used_at=NOW - timedelta(minutes=5) if i in used else None)
+                    for i, h in enumerate(hashes)))
+
+
+def token() -> Token:
+    return Token(id=1, serial="T1", kind=TokenKind.TOTP, digits=6, period=30,
+                 sealed_seed=KEYS.seal_seed(SEED, "alice", "T1", _random), last_used=0)
+
+
+def subject(emergency: EmergencySet | None, *, pin_hash=PIN_HASH, tokens=()) -> Subject:
+    return Subject(id=USER_ID, name="alice", is_disabled=False, pin_hash=pin_hash, failures=0,
+                   locked_at=None, tokens=tuple(tokens), emergency=emergency)
+
+
+def request(password: bytes, **attributes) -> RadiusRequest:
+    return RadiusRequest(code=PacketCode.ACCESS_REQUEST, identifier=1, authenticator=bytes(16),
+                         attributes=(), user_name="alice", password=Secret(password),
+                         **attributes)
+
+
+def decide(password: bytes, emergency, *, origin=INSIDE, settings=Settings(), **kwargs):
+    return decide_access(request(password, **kwargs.pop("attributes", {})),
+                         subject(emergency, **kwargs), settings, KEYS, NOW, origin)
+
+
+def test_pin_and_code_from_inside_accepted_with_reply_message():
+    verdict = decide(b"4821" + CODES[1], emergency_set())
+    assert isinstance(verdict, Accept)
+    assert verdict.commits == (UseEmergencyCode(101, SET_ID, NOW, "vpn"),)
+    assert verdict.reply_messages[0].startswith("Emergency code accepted: 2 codes left, "
+                                                "valid until 2026-12-01T12:00:10")
+    assert verdict.authenticator == f"emergency:{SET_ID}"
+    assert verdict.detail["codes_left"] == 2 and verdict.detail["code"] == 2
+
+
+def test_warning_when_two_or_fewer_codes_left():
+    verdict = decide(b"4821" + CODES[0], emergency_set(used={1}))
+    assert isinstance(verdict, Accept) and len(verdict.reply_messages) == 2
+
+
+@pytest.mark.parametrize("case,password,emergency,reason", [
+    ("used code", b"4821" + CODES[0], emergency_set(used={0}), RejectReason.CODE_USED),
+    ("expired", b"4821" + CODES[0], emergency_set(expires_in=timedelta(0)),
+     RejectReason.SET_EXPIRED),
+    ("revoked", b"4821" + CODES[0], emergency_set(revoked=True), RejectReason.SET_REVOKED),
+    ("wrong PIN", b"9999" + CODES[0], emergency_set(), RejectReason.BAD_PIN),
+    ("code alone with PIN", CODES[0], emergency_set(), RejectReason.BAD_PIN),
+    ("wrong code", b"4821" + b"00000000", emergency_set(), RejectReason.BAD_CODE),
+    ("non-digits", b"4821" + b"4820193x", emergency_set(), RejectReason.BAD_CODE),
+    ("too short", b"123", emergency_set(), RejectReason.BAD_CODE),
+    ("other set's code", b"4821" + CODES[0],
+     emergency_set(set_id="f" * 32), RejectReason.BAD_CODE),
+])
+def test_refusals_use_up_nothing_and_count_a_failure(case, password, emergency, reason):
+    verdict = decide(password, emergency)
+    assert isinstance(verdict, Reject) and verdict.reason is reason, case
+    assert all(isinstance(c, RecordFailure) for c in verdict.commits)
+    assert not any(isinstance(c, UseEmergencyCode) for c in verdict.commits)
+    for code in CODES:
+        assert code.decode() not in repr(verdict)
+
+
+def test_user_without_pin_sends_the_code_alone():
+    assert isinstance(decide(CODES[2], emergency_set(), pin_hash=None), Accept)
+    refused = decide(b"4821" + CODES[2], emergency_set(), pin_hash=None)
+    assert isinstance(refused, Reject) and refused.reason is RejectReason.BAD_PIN
+
+
+def _origin(check: str, nas: str) -> Origin:
+    return replace(INSIDE, check=check, nas_address=nas)
+
+
+@pytest.mark.parametrize("origin,attributes,is_inside", [
+    (_origin("nas", "10.20.1.1"), {}, True),
+    (_origin("nas", "192.0.2.7"), {}, False),
+    (_origin("user", "192.0.2.7"), {"calling_station_id": "10.1.2.3"}, True),
+    (_origin("user", "10.20.1.1"), {"calling_station_id": "203.0.113.9"}, False),
+    (_origin("user", "10.20.1.1"), {"calling_station_id": "00-11-22-33-44-55"}, False),
+    (_origin("user", "10.20.1.1"), {"framed_ip_address": "10.9.9.9"}, True),
+    (_origin("user", "10.20.1.1"), {}, False),
+    (_origin("both", "10.20.1.1"), {"calling_station_id": "10.1.2.3"}, True),
+    (_origin("both", "192.0.2.7"), {"calling_station_id": "10.1.2.3"}, False),
+])
+def test_perimeter(origin, attributes, is_inside):
+    verdict = decide(b"4821" + CODES[0], emergency_set(), origin=origin, attributes=attributes)
+    if is_inside:
+        assert isinstance(verdict, Accept)
+    else:
+        assert isinstance(verdict, Reject) and verdict.reason is RejectReason.OUTSIDE_PERIMETER
+        assert "perimeter" in verdict.detail  # the address and rule, for the audit row
+
+
+def test_outside_perimeter_records_address_and_rule():
+    verdict = decide(b"4821" + CODES[0], emergency_set(), origin=_origin("nas", "192.0.2.7"))
+    assert "192.0.2.7" in verdict.detail["perimeter"]
+
+
+def _token_passcode() -> bytes:
+    return b"4821" + otp.hotp(SEED, otp.totp_step(NOW, 30), 6).encode()
+
+
+@pytest.mark.parametrize("policy", ["revoke", "keep", "deny"])
+def test_on_token_use_policies(policy):
+    settings = Settings(on_token_use=policy)
+    verdict = decide(_token_passcode(), emergency_set(), settings=settings, tokens=[token()])
+    if policy == "deny":
+        assert isinstance(verdict, Reject) and verdict.reason is RejectReason.TOKEN_DENIED
+        assert verdict.commits == ()
+        return
+    assert isinstance(verdict, Accept)
+    revokes = [c for c in verdict.commits if isinstance(c, RevokeEmergencySet)]
+    assert any(isinstance(c, AdvanceToken) for c in verdict.commits)
+    if policy == "revoke":
+        assert revokes == [RevokeEmergencySet(SET_ID, NOW, "token used")]
+        assert verdict.detail["revoked_set"] == SET_ID
+    else:
+        assert revokes == []
+    # the emergency codes still work under "keep" and "deny"
+    if policy != "revoke":
+        assert isinstance(decide(b"4821" + CODES[0], emergency_set(), settings=settings,
+                                 tokens=[token()]), Accept)
+
+
+def test_token_policy_ignores_an_ended_set():
+    settings = Settings(on_token_use="deny")
+    verdict = decide(_token_passcode(), emergency_set(revoked=True), settings=settings,
+                     tokens=[token()])
+    assert isinstance(verdict, Accept)
+    assert not any(isinstance(c, RevokeEmergencySet) for c in verdict.commits)
