@@ -40,6 +40,8 @@ DB_TIMEOUT = 3.0
 # How often "database unreachable" is logged, and probed, while it lasts.
 OUTAGE_LOG_INTERVAL = 60.0
 OUTAGE_PROBE_INTERVAL = 2.0
+# Expired retransmission receipts are deleted this often.
+RECEIPT_PRUNE_INTERVAL = 30.0
 
 
 def node_name() -> str:
@@ -78,6 +80,11 @@ def open_store(config: Config, *, create: bool = False, pool_size: int = 1) -> S
     return store
 
 
+def db_threads(config: Config) -> int:
+    """DB thread-pool size: SQLite has one writer, so one thread; PostgreSQL several."""
+    return 1 if config.database.url.startswith("sqlite") else 8
+
+
 def initialise(config: Config) -> tuple[bool, Store]:
     """``radiusd init``: key file (mode 0600) and schema at head. Idempotent.
 
@@ -85,7 +92,7 @@ def initialise(config: Config) -> tuple[bool, Store]:
         (whether a new key file was created, the open store).
     """
     created = create_key_file(config.keys.path)
-    store = open_store(config, create=True)
+    store = open_store(config, create=True, pool_size=db_threads(config))
     try:
         store.migrate()
     except Exception:
@@ -164,8 +171,7 @@ class RunningServer:
 def start_server(config: Config, reactor, store: Store, keys: Keys, *,
                  debug: bool = False, node: str | None = None) -> RunningServer:
     """Wire everything and listen. Raises CannotListenError if a port is taken."""
-    threads = 1 if config.database.url.startswith("sqlite") else 8
-    pool = ThreadPool(minthreads=1, maxthreads=threads, name="radiusd-db")
+    pool = ThreadPool(minthreads=1, maxthreads=db_threads(config), name="radiusd-db")
     pool.start()
     reactor.addSystemEventTrigger("during", "shutdown", pool.stop)
     health = StoreHealth()
@@ -176,6 +182,10 @@ def start_server(config: Config, reactor, store: Store, keys: Keys, *,
         settings=SettingsCache(store.load_settings, ttl=timedelta(seconds=5)),
         reject_delay=config.radius.reject_delay.total_seconds(),
         node=node or node_name(), perimeter=config.perimeter, health=health)
+    prune = LoopingCall(_prune_receipts, runner, store, ctx)
+    prune.clock = reactor
+    prune.start(RECEIPT_PRUNE_INTERVAL, now=False)
+    reactor.addSystemEventTrigger("before", "shutdown", prune.stop)
     clients = ClientTable(config.clients)
     ports = []
     for address in config.radius.listen:
@@ -184,6 +194,10 @@ def start_server(config: Config, reactor, store: Store, keys: Keys, *,
         ports.append(reactor.listenUDP(address.port, protocol, interface=address.host,
                                        maxPacketSize=4096))
     return RunningServer(ports=ports, ctx=ctx, pool=pool)
+
+
+def _prune_receipts(runner: DatabaseRunner, store: Store, ctx: HandlerContext) -> None:
+    runner(store.prune_receipts, ctx.now()).addErrback(lambda f: f.trap(StoreUnavailable))
 
 
 def _begin_logging(debug: bool) -> None:

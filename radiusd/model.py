@@ -192,6 +192,7 @@ class RejectReason(StrEnum):
     REPLAYED_CODE = "replayed_code"
     TOKEN_DENIED = "token_denied"
     LOST_RACE = "lost_race"
+    RETRANSMISSION = "retransmission"  # answered from another server's receipt
     INTERNAL_ERROR = "internal_error"
     # emergency access (issue 3)
     CODE_USED = "code_used"
@@ -272,6 +273,21 @@ class Reject:
 
 
 Verdict = Accept | Reject
+
+
+@dataclass(frozen=True, slots=True)
+class Receipt:
+    """The answer given to one request, kept a short while for its retransmissions.
+
+    ``key`` is ``Keys.receipt_hash`` of (client address, source port, Identifier, Request
+    Authenticator, User-Name); ``code`` the reply's PacketCode. Each server signs its own
+    copy of the reply, so no secret or reply bytes are stored.
+    """
+
+    key: bytes
+    code: int
+    reply_messages: tuple[str, ...]
+    expires_at: datetime
 
 
 @dataclass(frozen=True, slots=True)

@@ -93,7 +93,7 @@ class RadiusProtocol(DatagramProtocol):
                                   "still in progress: dropped", address=host, port=port,
                                   identifier=request.identifier)
                 return
-        d = Deferred.fromCoroutine(handler(request, client, host, self.ctx))
+        d = Deferred.fromCoroutine(handler(request, client, (host, port), self.ctx))
         d.addCallbacks(self._respond, self._failed,
                        callbackArgs=(request, client, addr, key),
                        errbackArgs=(request, client, key))

@@ -7,6 +7,7 @@ instead when ``RADIUSD_TEST_REQUIRE_ALL=1`` (CI), so a green CI run proves every
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -115,7 +116,7 @@ class ServerProcess:
 
 def write_server_config(directory: Path, *, port: int, secret: str, reject_delay: str = "0.2s",
                         database_url: str = "sqlite:///radiusd.db", extra: str = "",
-                        web_port: int = 0) -> Path:
+                        web_port: int = 0, key_path: str = "radiusd.key") -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     config = directory / "radiusd.toml"
     web = f'"127.0.0.1:{web_port}"' if web_port else '""'
@@ -128,7 +129,7 @@ reject_delay = "{reject_delay}"
 url = "{database_url}"
 
 [keys]
-path = "radiusd.key"
+path = "{key_path}"
 
 [[clients]]
 name = "localhost"
@@ -145,3 +146,46 @@ listen = {web}
 def totp_now(seed: bytes, digits: int = 6, period: int = 30) -> str:
     from radiusd.otp import hotp, totp_step
     return hotp(seed, totp_step(datetime.now(UTC), period), digits)
+
+
+# --- PostgreSQL: throw-away databases ---------------------------------------------------
+
+PG_SERVER = os.environ.get("RADIUSD_TEST_PG",
+                           "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+
+
+def admin_engine(url):
+    from sqlalchemy import create_engine
+    from sqlalchemy.pool import NullPool
+    return create_engine(url, isolation_level="AUTOCOMMIT", poolclass=NullPool,
+                         connect_args={"connect_timeout": 3})
+
+
+@contextlib.contextmanager
+def pg_database(prefix: str = "radiusd_test"):
+    """A fresh PostgreSQL database on ``RADIUSD_TEST_PG``; yields its URL; dropped after.
+
+    An unreachable server skips (or fails under RADIUSD_TEST_REQUIRE_ALL=1).
+    """
+    import secrets
+
+    from sqlalchemy import make_url
+    from sqlalchemy.exc import DBAPIError
+    server = make_url(PG_SERVER)
+    shown = server.render_as_string(hide_password=True)
+    name = f"{prefix}_{secrets.token_hex(6)}"
+    admin = admin_engine(server)
+    try:
+        with admin.connect() as connection:
+            connection.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    except DBAPIError as exc:
+        admin.dispose()
+        lines = str(exc.orig).strip().splitlines()
+        missing_part(f"PostgreSQL not reachable at {shown}: start it or set RADIUSD_TEST_PG "
+                     f"({lines[0] if lines else ''})")
+    try:
+        yield server.set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as connection:
+            connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.dispose()

@@ -1,8 +1,8 @@
 """One handler per packet code, dispatched through ``HANDLERS`` (twisted.names' opcode
 dispatch, as data). Handlers orchestrate load → decide → apply → reply and hold no rules.
 
-A handler is ``async def handle(request, client, address, ctx) -> Response | None``
-(``address``: the UDP source address); ``None`` means
+A handler is ``async def handle(request, client, source, ctx) -> Response | None``
+(``source``: the UDP source ``(address, port)``); ``None`` means
 "send nothing" (the NAS fails over). ``StoreUnavailable`` propagates: no reply.
 """
 

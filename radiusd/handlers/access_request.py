@@ -1,26 +1,30 @@
 """Access-Request: load the subject and policy, decide, commit, answer.
 
-The whole unit runs in one DB-thread hop (``authenticate``): load → pure ``decide_access`` →
-``store.apply`` (one transaction: the compare-and-set effects and the audit row). No
-Access-Accept leaves before ``apply`` returned True; a lost compare-and-set turns it into
-a Reject (``LOST_RACE``). Anything unexpected is a Reject (fail closed), except a database
-that cannot be reached: then nothing is sent and the NAS fails over (FreeRADIUS: backend
-timeout → do not respond).
+The whole unit runs in one DB-thread hop (``authenticate``): receipt look-up → load →
+pure ``decide_access`` → ``store.apply`` (one transaction: the compare-and-set effects, the
+audit row and the receipt). No Access-Accept leaves before ``apply`` returned True; a lost
+compare-and-set turns it into a Reject (``LOST_RACE``) unless the winner was this very
+request on another server (its receipt is found: same answer). Anything unexpected is a
+Reject (fail closed), except a database that cannot be reached: then nothing is sent and
+the NAS fails over (FreeRADIUS: backend timeout → do not respond).
 """
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from twisted.logger import Logger
 
 from radiusd.decide import Origin, decide_access
 from radiusd.errors import StoreUnavailable
 from radiusd.handlers.context import HandlerContext, Response
-from radiusd.model import (Accept, AuditEvent, Client, PacketCode, RadiusRequest, Reject,
-                           RejectReason, Verdict)
+from radiusd.model import (Accept, AuditEvent, Client, PacketCode, RadiusRequest, Receipt,
+                           Reject, RejectReason, Verdict)
 
 log = Logger(namespace="radiusd.access")
+
+# A NAS retransmits for a few seconds (typically 3 tries, 3–5 s apart); SPEC: 60 s.
+RECEIPT_LIFETIME = timedelta(seconds=60)
 
 
 def audit_event(request: RadiusRequest, client: Client, address: str, verdict: Verdict,
@@ -39,8 +43,7 @@ def audit_event(request: RadiusRequest, client: Client, address: str, verdict: V
         detail["nas_identifier"] = request.nas_identifier
     return AuditEvent(at=now, action="auth", result=result, actor="radius",
                       user_name=request.user_name, reason=reason, client=client.name,
-                      nas_address=address,
-                      node=node, detail=detail)
+                      nas_address=address, node=node, detail=detail)
 
 
 def origin_of(ctx: HandlerContext, client: Client, address: str) -> Origin:
@@ -51,32 +54,66 @@ def origin_of(ctx: HandlerContext, client: Client, address: str) -> Origin:
                   networks=perimeter.networks, ip_set=perimeter.ip_set)
 
 
-def authenticate(ctx: HandlerContext, request: RadiusRequest, client: Client, address: str,
-                 now: datetime) -> Verdict:
+def receipt_key(ctx: HandlerContext, request: RadiusRequest, source: tuple[str, int]) -> bytes:
+    """What identifies this request wherever it arrives (SPEC: a retransmission)."""
+    return ctx.keys.receipt_hash(source[0].encode(), str(source[1]).encode(),
+                                 bytes([request.identifier]), request.authenticator,
+                                 (request.user_name or "").encode("utf-8"))
+
+
+def _from_receipt(receipt: Receipt) -> Verdict:
+    if receipt.code == PacketCode.ACCESS_ACCEPT:
+        return Accept(reply_messages=receipt.reply_messages, authenticator="receipt")
+    return Reject(RejectReason.RETRANSMISSION)
+
+
+def _receipt(key: bytes, verdict: Verdict, now: datetime) -> Receipt | None:
+    if not verdict.commits:
+        return None  # nothing one-time happened: a retransmission may be decided again
+    code = PacketCode.ACCESS_ACCEPT if isinstance(verdict, Accept) else PacketCode.ACCESS_REJECT
+    messages = verdict.reply_messages if isinstance(verdict, Accept) else ()
+    return Receipt(key=key, code=code, reply_messages=tuple(messages),
+                   expires_at=now + RECEIPT_LIFETIME)
+
+
+def authenticate(ctx: HandlerContext, request: RadiusRequest, client: Client,
+                 source: tuple[str, int], now: datetime) -> Verdict:
     """Decide and commit one Access-Request (runs in a DB thread).
 
     Raises:
         StoreUnavailable: the database cannot be reached; nothing was committed.
     """
+    key = receipt_key(ctx, request, source)
+    found = ctx.store.find_receipt(key, now)
+    if found is not None:
+        log.info("retransmission of a request answered before (another server or a "
+                 "restart): same answer for {user} from {client}", user=request.user_name,
+                 client=client.name)
+        return _from_receipt(found)
     settings = ctx.settings.get(now)
     subject = ctx.store.load_subject(request.user_name) if request.user_name else None
     verdict = decide_access(request, subject, settings, ctx.keys, now,
-                            origin_of(ctx, client, address))
-    audit = audit_event(request, client, address, verdict, now, ctx.node)
-    if ctx.store.apply(verdict.commits, audit):
+                            origin_of(ctx, client, source[0]))
+    audit = audit_event(request, client, source[0], verdict, now, ctx.node)
+    if ctx.store.apply(verdict.commits, audit, _receipt(key, verdict, now)):
         return verdict
-    # A compare-and-set lost: another request (or server) used this step/code first.
-    lost = Reject(RejectReason.LOST_RACE, detail={"lost": getattr(verdict, "authenticator", "")})
-    ctx.store.apply((), audit_event(request, client, address, lost, now, ctx.node))
+    # A compare-and-set lost. If the winner was this same request (a retransmission that
+    # reached another server at the same moment), its receipt gives the same answer.
+    found = ctx.store.find_receipt(key, now)
+    if found is not None:
+        return _from_receipt(found)
+    lost = Reject(RejectReason.LOST_RACE,
+                  detail={"lost": getattr(verdict, "authenticator", "")})
+    ctx.store.apply((), audit_event(request, client, source[0], lost, now, ctx.node))
     return lost
 
 
-async def handle_access_request(request: RadiusRequest, client: Client, address: str,
-                                ctx: HandlerContext) -> Response:
+async def handle_access_request(request: RadiusRequest, client: Client,
+                                source: tuple[str, int], ctx: HandlerContext) -> Response:
     """Raises StoreUnavailable (no reply); every other failure is a Reject."""
     now = ctx.now()
     try:
-        verdict = await ctx.run_db(authenticate, ctx, request, client, address, now)
+        verdict = await ctx.run_db(authenticate, ctx, request, client, source, now)
     except StoreUnavailable:
         raise
     except Exception:

@@ -43,12 +43,14 @@ from sqlalchemy.pool import StaticPool
 from radiusd.errors import (AlreadyExists, ConfigError, NotFound, NotInitialised,
                             StoreUnavailable)
 from radiusd.model import (AdvanceToken, AuditEvent, AuditRecord, Commit, EmergencyCode,
-                           EmergencySet, RecordFailure, ResetFailures, RevokeEmergencySet,
-                           Subject, Token, TokenInfo, TokenKind, UseEmergencyCode, UserInfo)
+                           EmergencySet, Receipt, RecordFailure, ResetFailures,
+                           RevokeEmergencySet, Subject, Token, TokenInfo, TokenKind,
+                           UseEmergencyCode, UserInfo)
 from radiusd.settings import Settings, settings_from_rows
 from radiusd.store import tables
 from radiusd.store.tables import (UTCDateTime, admins, audit_event, emergency_code,
                                   emergency_set, tokens, users)
+from radiusd.store.tables import receipt as receipt_table
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
@@ -804,7 +806,8 @@ class Store:
 
     # --- authentication effects ----------------------------------------------------------
 
-    def apply(self, commits: Sequence[Commit], audit: AuditEvent) -> bool:
+    def apply(self, commits: Sequence[Commit], audit: AuditEvent,
+              receipt: Receipt | None = None) -> bool:
         """Run one request's commits and its audit row in one transaction.
 
         ``AdvanceToken`` (``... WHERE last_used < :value``) and ``UseEmergencyCode``
@@ -817,6 +820,9 @@ class Store:
         Args:
             commits: the verdict's effects, in order.
             audit: the request's audit row.
+            receipt: the answer, for retransmissions reaching another server; a receipt
+                already stored under the same key (another server answered this very
+                request first) is a lost race too.
         Returns:
             True when everything is committed (durably: WAL + ``synchronous=FULL`` on
             SQLite); False when a compare-and-set lost and all was rolled back.
@@ -827,13 +833,42 @@ class Store:
             TypeError: a commit of a kind this store does not know.
         """
         try:
-            with self._write() as connection:
+            with self._write(conflict=lambda exc: _LostRace()) as connection:
                 for commit in commits:
                     self._commit(connection, commit)
                 self._insert_audit(connection, audit)
+                if receipt is not None:
+                    connection.execute(insert(receipt_table).values(
+                        key=receipt.key, code=receipt.code,
+                        reply_messages=json.dumps(list(receipt.reply_messages)),
+                        expires_at=receipt.expires_at))
         except _LostRace:
             return False
         return True
+
+    def find_receipt(self, key: bytes, now: datetime) -> Receipt | None:
+        """The unexpired receipt stored under ``key``, if any.
+
+        Raises:
+            StoreUnavailable: the database cannot be reached.
+        """
+        with self._transaction() as connection:
+            row = connection.execute(
+                select(receipt_table.c.code, receipt_table.c.reply_messages,
+                       receipt_table.c.expires_at)
+                .where(receipt_table.c.key == key, receipt_table.c.expires_at > now)
+            ).first()
+        if row is None:
+            return None
+        return Receipt(key=key, code=row.code,
+                       reply_messages=tuple(json.loads(row.reply_messages)),
+                       expires_at=row.expires_at)
+
+    def prune_receipts(self, now: datetime) -> int:
+        """Delete expired receipts; returns how many."""
+        with self._write() as connection:
+            return connection.execute(
+                delete(receipt_table).where(receipt_table.c.expires_at <= now)).rowcount
 
     @staticmethod
     def _commit(connection: Connection, commit: Commit) -> None:

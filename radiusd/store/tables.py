@@ -162,3 +162,16 @@ emergency_code = Table(
     UniqueConstraint("set_id", "position"),
     CheckConstraint("position >= 1", name="position"),
 )
+
+# --- retransmission receipts (issue 5; revision 0003) --------------------------------------
+
+receipt = Table(
+    "receipt", metadata,
+    # Keys.receipt_hash(client address, source port, Identifier, Request Authenticator,
+    # User-Name): a retransmission reaching another server finds the first server's answer.
+    Column("key", LargeBinary(32), primary_key=True),
+    Column("code", Integer, nullable=False),             # the reply's PacketCode
+    Column("reply_messages", Text, nullable=False),       # JSON list of Reply-Message texts
+    Column("expires_at", UTCDateTime, nullable=False),
+    Index("ix_receipt_expires_at", "expires_at"),
+)

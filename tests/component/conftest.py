@@ -1,9 +1,7 @@
 """Component-test fixtures: databases for the Store, on SQLite and on PostgreSQL.
 
-PostgreSQL: one throw-away database per test session (``radiusd_test_<random>``) on the
-server named by ``RADIUSD_TEST_PG``, dropped at the end; every test that uses it starts from
-an empty ``public`` schema. An unreachable server skips those tests, and fails them under
-``RADIUSD_TEST_REQUIRE_ALL=1``.
+PostgreSQL: the session's throw-away database (``postgresql_url`` in tests/conftest.py);
+every test that uses it starts from an empty ``public`` schema.
 """
 
 from __future__ import annotations
@@ -13,44 +11,10 @@ import secrets
 from collections.abc import Iterator
 
 import pytest
-from sqlalchemy import create_engine, make_url
-from sqlalchemy.exc import DBAPIError
-from sqlalchemy.pool import NullPool
-
 from radiusd.store import Store
-from support import missing_part
+from support import admin_engine as _admin_engine
 
-PG_SERVER = os.environ.get("RADIUSD_TEST_PG",
-                           "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 DATABASES = ("sqlite", "postgresql")
-
-
-def _admin_engine(url):
-    return create_engine(url, isolation_level="AUTOCOMMIT", poolclass=NullPool,
-                         connect_args={"connect_timeout": 3})
-
-
-@pytest.fixture(scope="session")
-def postgresql_url() -> Iterator[str]:
-    """The URL of a fresh PostgreSQL database for this session (with its password)."""
-    server = make_url(PG_SERVER)
-    shown = server.render_as_string(hide_password=True)
-    name = f"radiusd_test_{secrets.token_hex(6)}"
-    admin = _admin_engine(server)
-    try:
-        with admin.connect() as connection:
-            connection.exec_driver_sql(f'CREATE DATABASE "{name}"')
-    except DBAPIError as exc:
-        admin.dispose()
-        reason = str(exc.orig).strip().splitlines()[0] if str(exc.orig).strip() else ""
-        missing_part(f"PostgreSQL not reachable at {shown}: start it or set RADIUSD_TEST_PG "
-                     f"({reason})")
-    try:
-        yield server.set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as connection:
-            connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.dispose()
 
 
 def empty_postgresql(url: str) -> None:

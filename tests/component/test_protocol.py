@@ -136,15 +136,42 @@ def test_new_authenticator_with_same_identifier_is_a_new_request(h):
     assert [r.event.reason for r in h.auth_rows("erin")] == ["replayed_code", None]
 
 
-def test_cache_entries_expire_after_30_seconds(h):
+def test_after_the_cache_expires_the_receipt_answers_until_60_seconds(h):
     h.add_user("fay")
     data = build_request(SECRET, "fay", "1234000000").RequestPacket()
     h.send(data)
     h.clock.advance(1.0)
     h.clock.advance(31.0)
-    h.send(data)                       # the entry expired: evaluated again
+    h.send(data)                       # memory entry expired (30 s): the DB receipt answers
+    h.clock.advance(1.0)
+    assert len(h.auth_rows("fay")) == 1
+    assert [raw[0] for raw, _ in h.transport.written] == [packet.AccessReject] * 2
+    h.clock.advance(60.0)
+    h.send(data)                       # receipt expired too: evaluated again
     h.clock.advance(1.0)
     assert len(h.auth_rows("fay")) == 2
+
+
+def test_receipt_gives_a_second_server_the_same_accept(h, tmp_path):
+    """A retransmission reaching another server sharing the database: same Accept, and
+    the code is not used twice; a new request with the same code is rejected."""
+    h.add_user("gil")
+    first = build_request(SECRET, "gil", "1234" + h.code())
+    h.send(first.RequestPacket())
+    other = Harness.__new__(Harness)
+    other.__dict__.update(h.__dict__)
+    other.protocol = RadiusProtocol(clients=h.protocol.clients, handlers=HANDLERS, ctx=h.ctx,
+                                    clock=h.clock)            # empty memory cache
+    other.transport = FakeDatagramTransport()
+    other.protocol.makeConnection(other.transport)
+    other.send(first.RequestPacket())
+    assert [raw[0] for raw, _ in other.transport.written] == [packet.AccessAccept]
+    second = build_request(SECRET, "gil", "1234" + h.code())
+    other.send(second.RequestPacket())
+    h.clock.advance(1.0)
+    assert [raw[0] for raw, _ in other.transport.written] == [packet.AccessAccept,
+                                                             packet.AccessReject]
+    assert [r.event.result for r in h.auth_rows("gil")] == ["reject", "accept"]
 
 
 def test_database_down_means_no_reply_and_retransmission_processed_later(h):

@@ -1,0 +1,251 @@
+"""Server-side sessions of the web consoles and the sign-in throttle.
+
+Owns: sessions kept in memory, keyed by a random id (the cookie holds nothing else), their
+idle expiry, the CSRF token of each session, the plaintext that must outlive one response
+for a few minutes (the codes of a set just issued, the URI of a token just generated), and
+the count of failed sign-ins per account and per client address.
+
+Time is the injected clock (``IReactorTime.seconds``), randomness the injected
+``RandomSource``: tests use ``task.Clock`` and a seeded fake.
+
+Must not import: sqlalchemy, pyrad, twisted.web. Must not know: HTTP, cookies, templates.
+"""
+
+from __future__ import annotations
+
+import hmac
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from radiusd.model import RandomSource, Secret
+
+IDLE_TIMEOUT = 15 * 60.0
+# The plaintext codes of a set just issued stay this long, for "Export to File" and "Print".
+CODES_KEPT_FOR = 10 * 60.0
+# A token's provisioning URI (it holds the seed) is shown on the next page view only.
+PROVISIONING_KEPT_FOR = 5 * 60.0
+# Anonymous visitors can open sign-in pages (each one a session): cap memory.
+MAX_SESSIONS = 10_000
+
+ADMIN = "admin"
+SELF_SERVICE = "self-service"
+AREAS = (ADMIN, SELF_SERVICE)
+
+
+@dataclass(frozen=True, slots=True)
+class PendingCodes:
+    """A set just issued, in plaintext, for its issuer's session only: never in the DB."""
+
+    user_name: str
+    set_id: str
+    codes: tuple[Secret, ...]
+    export_text: str
+    has_pin: bool
+    issued_at: datetime
+    valid_until: datetime
+    kept_until: float  # clock seconds
+
+    def __repr__(self) -> str:  # holds codes: never print them
+        return f"PendingCodes(user={self.user_name!r}, set={self.set_id!r})"
+
+
+@dataclass(frozen=True, slots=True)
+class PendingToken:
+    """A token just generated: its ``otpauth://`` URI (with the seed) until first shown."""
+
+    user_name: str
+    serial: str
+    uri: Secret
+    kept_until: float
+
+    def __repr__(self) -> str:
+        return f"PendingToken(user={self.user_name!r}, serial={self.serial!r})"
+
+
+@dataclass(slots=True, eq=False)
+class Session:
+    """One browser's session in one console (``area``); ``principal`` None: not signed in."""
+
+    id: str
+    area: str
+    csrf: str
+    last_seen: float
+    principal: str | None = None
+    notices: list[str] = field(default_factory=list)
+    codes: dict[str, PendingCodes] = field(default_factory=dict)
+    tokens: dict[str, PendingToken] = field(default_factory=dict)
+
+    @property
+    def is_signed_in(self) -> bool:
+        return self.principal is not None
+
+    def is_csrf_valid(self, token: str | None) -> bool:
+        """Constant-time check of the CSRF token a form sent."""
+        return token is not None and hmac.compare_digest(token.encode("utf-8", "replace"),
+                                                         self.csrf.encode("ascii"))
+
+
+class SessionStore:
+    """Sessions in memory (one process: a restart signs everyone out, by design).
+
+    Args:
+        clock: ``seconds()`` gives the time.
+        random: randomness for session ids and CSRF tokens.
+        idle_timeout: seconds without a request after which a session is gone.
+    """
+
+    def __init__(self, clock, random: RandomSource, *, idle_timeout: float = IDLE_TIMEOUT,
+                 max_sessions: int = MAX_SESSIONS):
+        self.clock = clock
+        self.random = random
+        self.idle_timeout = idle_timeout
+        self.max_sessions = max_sessions
+        self._sessions: dict[str, Session] = {}
+
+    def __len__(self) -> int:
+        return len(self._sessions)
+
+    def _token(self) -> str:
+        return self.random(32).hex()
+
+    def new(self, area: str) -> Session:
+        """A fresh, anonymous session in ``area`` (its CSRF token protects the sign-in)."""
+        if area not in AREAS:
+            raise ValueError(f"unknown area {area!r}")
+        now = self.clock.seconds()
+        self._expire(now)
+        while len(self._sessions) >= self.max_sessions:
+            # The least recently seen goes first (dicts keep insertion order; get() re-inserts).
+            del self._sessions[next(iter(self._sessions))]
+        session = Session(id=self._token(), area=area, csrf=self._token(), last_seen=now)
+        self._sessions[session.id] = session
+        return session
+
+    def get(self, session_id: str | None, area: str) -> Session | None:
+        """The live session of ``area`` with this id, touched; None if unknown or idle."""
+        if not session_id:
+            return None
+        session = self._sessions.get(session_id)
+        if session is None or session.area != area:
+            return None
+        now = self.clock.seconds()
+        if now - session.last_seen >= self.idle_timeout:
+            self.end(session)
+            return None
+        session.last_seen = now
+        # Move to the end: the oldest-seen session is evicted first under pressure.
+        del self._sessions[session_id]
+        self._sessions[session_id] = session
+        return session
+
+    def sign_in(self, session: Session, principal: str) -> Session:
+        """A new session (new id and CSRF token) for ``principal``; the old one ends.
+
+        A new id at sign-in defeats session fixation (OWASP Session Management).
+        """
+        self.end(session)
+        signed_in = self.new(session.area)
+        signed_in.principal = principal
+        return signed_in
+
+    def end(self, session: Session) -> None:
+        session.codes.clear()
+        session.tokens.clear()
+        self._sessions.pop(session.id, None)
+
+    def _expire(self, now: float) -> None:
+        for session_id in [sid for sid, s in self._sessions.items()
+                           if now - s.last_seen >= self.idle_timeout]:
+            self.end(self._sessions[session_id])
+
+    # --- plaintext kept for a few minutes -----------------------------------------------
+
+    def keep_codes(self, session: Session, pending: PendingCodes) -> None:
+        session.codes[pending.user_name] = pending
+
+    def codes(self, session: Session, user_name: str) -> PendingCodes | None:
+        """The codes this session issued for ``user_name``, if still kept."""
+        pending = session.codes.get(user_name)
+        if pending is not None and self.clock.seconds() >= pending.kept_until:
+            del session.codes[user_name]
+            return None
+        return pending
+
+    def drop_codes(self, session: Session, user_name: str) -> None:
+        session.codes.pop(user_name, None)
+
+    def keep_token(self, session: Session, pending: PendingToken) -> None:
+        session.tokens[pending.user_name] = pending
+
+    def pop_token(self, session: Session, user_name: str) -> PendingToken | None:
+        """The URI of the token just generated for ``user_name``: once, then gone."""
+        pending = session.tokens.pop(user_name, None)
+        if pending is not None and self.clock.seconds() >= pending.kept_until:
+            return None
+        return pending
+
+
+# --- sign-in throttling ------------------------------------------------------------------
+
+ACCOUNT_MAX_FAILURES = 5
+ADDRESS_MAX_FAILURES = 20  # many people may share one address (NAT)
+FAILURE_WINDOW = 5 * 60.0
+BLOCKED_FOR = 5 * 60.0
+
+
+@dataclass(slots=True)
+class _Count:
+    failures: int
+    first_at: float
+    blocked_until: float = 0.0
+
+
+class SignInThrottle:
+    """Failed sign-ins per account and per client address; too many block for a while.
+
+    ``max_failures`` failures within ``window`` seconds block that key for ``blocked_for``
+    seconds. While blocked, sign-in is refused without checking the password, so guessing
+    gains nothing. Accounts of both consoles are keyed apart (``("admin", name)``).
+    """
+
+    def __init__(self, clock, *, account_max_failures: int = ACCOUNT_MAX_FAILURES,
+                 address_max_failures: int = ADDRESS_MAX_FAILURES,
+                 window: float = FAILURE_WINDOW, blocked_for: float = BLOCKED_FOR):
+        self.clock = clock
+        self.account_max_failures = account_max_failures
+        self.address_max_failures = address_max_failures
+        self.window = window
+        self.blocked_for = blocked_for
+        self._counts: dict[tuple[str, ...], _Count] = {}
+
+    @staticmethod
+    def _keys(area: str, account: str, address: str) -> tuple[tuple[str, ...], ...]:
+        return (("account", area, account), ("address", address))
+
+    def is_blocked(self, area: str, account: str, address: str) -> bool:
+        now = self.clock.seconds()
+        return any(count is not None and now < count.blocked_until
+                   for count in map(self._counts.get, self._keys(area, account, address)))
+
+    def record_failure(self, area: str, account: str, address: str) -> None:
+        now = self.clock.seconds()
+        self._prune(now)
+        account_key, address_key = self._keys(area, account, address)
+        for key, limit in ((account_key, self.account_max_failures),
+                           (address_key, self.address_max_failures)):
+            count = self._counts.get(key)
+            if count is None or now - count.first_at >= self.window:
+                count = self._counts[key] = _Count(failures=0, first_at=now)
+            count.failures += 1
+            if count.failures >= limit:
+                count.blocked_until = now + self.blocked_for
+                count.failures, count.first_at = 0, now
+
+    def record_success(self, area: str, account: str) -> None:
+        self._counts.pop(("account", area, account), None)
+
+    def _prune(self, now: float) -> None:
+        stale = [key for key, count in self._counts.items()
+                 if now >= count.blocked_until and now - count.first_at >= self.window]
+        for key in stale:
+            del self._counts[key]
