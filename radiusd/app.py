@@ -20,6 +20,7 @@ from twisted.internet.task import LoopingCall
 from twisted.internet.threads import deferToThreadPool
 from twisted.logger import (FilteringLogObserver, LogLevel, LogLevelFilterPredicate, Logger,
                             globalLogBeginner, textFileLogObserver)
+from twisted.python.failure import Failure
 from twisted.python.threadpool import ThreadPool
 
 from radiusd.clients import ClientTable
@@ -28,6 +29,7 @@ from radiusd.crypto import Keys
 from radiusd.dedup import ReplyCache
 from radiusd.errors import NotInitialised, StoreUnavailable
 from radiusd.handlers import HANDLERS
+from radiusd.handlers.access_request import authenticate_batch
 from radiusd.handlers.context import HandlerContext, SettingsCache, StoreHealth
 from radiusd.keyfile import create_key_file, load_keys
 from radiusd.protocol import RadiusProtocol
@@ -161,6 +163,51 @@ class DatabaseRunner:
         self(self.probe).addErrback(lambda f: f.trap(StoreUnavailable))
 
 
+class GroupCommit:
+    """Group commit: the Access-Requests that arrive while a batch is in the database are
+    decided and committed together in the next one (one transaction, one fsync).
+
+    At low load a request is a batch of one and waits for nothing; under load batches grow
+    by themselves, up to ``max_batch``. ``concurrency`` batches run at once (1 for SQLite,
+    which has one writer; the DB thread-pool size for PostgreSQL). Every request still gets
+    its own compare-and-set, and its reply only after the batch committed.
+    """
+
+    def __init__(self, run_db: Callable[..., defer.Deferred], process: Callable[..., list],
+                 ctx: HandlerContext, *, max_batch: int = 256, concurrency: int = 1):
+        self.run_db = run_db
+        self.process = process
+        self.ctx = ctx
+        self.max_batch = max_batch
+        self.concurrency = concurrency
+        self._pending: list[tuple[Any, defer.Deferred]] = []
+        self._running = 0
+
+    def __call__(self, item: Any) -> defer.Deferred:
+        waiting: defer.Deferred = defer.Deferred()
+        self._pending.append((item, waiting))
+        self._start()
+        return waiting
+
+    def _start(self) -> None:
+        while self._running < self.concurrency and self._pending:
+            batch = self._pending[:self.max_batch]
+            del self._pending[:self.max_batch]
+            self._running += 1
+            self.run_db(self.process, self.ctx, [item for item, _ in batch]).addBoth(
+                self._finished, batch)
+
+    def _finished(self, result: Any, batch: list[tuple[Any, defer.Deferred]]) -> None:
+        self._running -= 1
+        if isinstance(result, Failure):
+            for _, waiting in batch:
+                waiting.errback(result)
+        else:
+            for (_, waiting), verdict in zip(batch, result, strict=True):
+                waiting.callback(verdict)
+        self._start()
+
+
 @dataclass
 class RunningServer:
     ports: list
@@ -182,6 +229,8 @@ def start_server(config: Config, reactor, store: Store, keys: Keys, *,
         settings=SettingsCache(store.load_settings, ttl=timedelta(seconds=5)),
         reject_delay=config.radius.reject_delay.total_seconds(),
         node=node or node_name(), perimeter=config.perimeter, health=health)
+    ctx.group_commit = GroupCommit(runner, authenticate_batch, ctx,
+                                   concurrency=db_threads(config))
     prune = LoopingCall(_prune_receipts, runner, store, ctx)
     prune.clock = reactor
     prune.start(RECEIPT_PRUNE_INTERVAL, now=False)

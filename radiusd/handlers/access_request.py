@@ -1,8 +1,9 @@
 """Access-Request: load the subject and policy, decide, commit, answer.
 
-The whole unit runs in one DB-thread hop (``authenticate``): receipt look-up → load →
-pure ``decide_access`` → ``store.apply`` (one transaction: the compare-and-set effects, the
-audit row and the receipt). No Access-Accept leaves before ``apply`` returned True; a lost
+The whole unit runs in one DB-thread hop, for all the requests that arrived while the
+previous batch was being committed (group commit, ``authenticate_batch``): receipt look-up
+→ load → pure ``decide_access`` → ``store.apply_batch`` (one transaction, one fsync: every
+request's compare-and-set effects, audit row and receipt). No Access-Accept leaves before ``apply`` returned True; a lost
 compare-and-set turns it into a Reject (``LOST_RACE``) unless the winner was this very
 request on another server (its receipt is found: same answer). Anything unexpected is a
 Reject (fail closed), except a database that cannot be reached: then nothing is sent and
@@ -11,7 +12,9 @@ the NAS fails over (FreeRADIUS: backend timeout → do not respond).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Sequence
 
 from twisted.logger import Logger
 
@@ -76,36 +79,71 @@ def _receipt(key: bytes, verdict: Verdict, now: datetime) -> Receipt | None:
                    expires_at=now + RECEIPT_LIFETIME)
 
 
-def authenticate(ctx: HandlerContext, request: RadiusRequest, client: Client,
-                 source: tuple[str, int], now: datetime) -> Verdict:
-    """Decide and commit one Access-Request (runs in a DB thread).
+@dataclass(frozen=True, slots=True)
+class Pending:
+    """One Access-Request waiting for its group commit."""
+
+    request: RadiusRequest
+    client: Client
+    source: tuple[str, int]
+    now: datetime
+
+
+def authenticate_batch(ctx: HandlerContext, batch: Sequence[Pending]) -> list[Verdict]:
+    """Decide and commit the Access-Requests of one group commit (runs in a DB thread).
+
+    One query for receipts, two for the users, one transaction (one fsync) for every
+    request's effects, audit row and receipt; each request keeps its own compare-and-set
+    check (``Store.apply_batch``).
 
     Raises:
         StoreUnavailable: the database cannot be reached; nothing was committed.
     """
-    key = receipt_key(ctx, request, source)
-    found = ctx.store.find_receipt(key, now)
-    if found is not None:
-        log.info("retransmission of a request answered before (another server or a "
-                 "restart): same answer for {user} from {client}", user=request.user_name,
-                 client=client.name)
-        return _from_receipt(found)
-    settings = ctx.settings.get(now)
-    subject = ctx.store.load_subject(request.user_name) if request.user_name else None
-    verdict = decide_access(request, subject, settings, ctx.keys, now,
-                            origin_of(ctx, client, source[0]))
-    audit = audit_event(request, client, source[0], verdict, now, ctx.node)
-    if ctx.store.apply(verdict.commits, audit, _receipt(key, verdict, now)):
-        return verdict
-    # A compare-and-set lost. If the winner was this same request (a retransmission that
-    # reached another server at the same moment), its receipt gives the same answer.
-    found = ctx.store.find_receipt(key, now)
-    if found is not None:
-        return _from_receipt(found)
-    lost = Reject(RejectReason.LOST_RACE,
-                  detail={"lost": getattr(verdict, "authenticator", "")})
-    ctx.store.apply((), audit_event(request, client, source[0], lost, now, ctx.node))
-    return lost
+    keys = [receipt_key(ctx, item.request, item.source) for item in batch]
+    found = ctx.store.find_receipts(keys, batch[0].now)
+    settings = ctx.settings.get(batch[0].now)
+    subjects = ctx.store.load_subjects(
+        [item.request.user_name for item, key in zip(batch, keys)
+         if key not in found and item.request.user_name])
+    verdicts: list[Verdict | None] = [None] * len(batch)
+    to_apply: list[int] = []
+    effects = []
+    for index, (item, key) in enumerate(zip(batch, keys)):
+        if key in found:
+            log.info("retransmission of a request answered before (another server or a "
+                     "restart): same answer for {user} from {client}",
+                     user=item.request.user_name, client=item.client.name)
+            verdicts[index] = _from_receipt(found[key])
+            continue
+        subject = subjects.get(item.request.user_name) if item.request.user_name else None
+        verdict = decide_access(item.request, subject, settings, ctx.keys, item.now,
+                                origin_of(ctx, item.client, item.source[0]))
+        verdicts[index] = verdict
+        to_apply.append(index)
+        effects.append((verdict.commits,
+                        audit_event(item.request, item.client, item.source[0], verdict,
+                                    item.now, ctx.node),
+                        _receipt(key, verdict, item.now)))
+    lost = [index for index, is_done in zip(to_apply, ctx.store.apply_batch(effects))
+            if not is_done]
+    if lost:
+        # A compare-and-set lost. If the winner was this same request (a retransmission
+        # that reached another server at the same moment), its receipt has the answer.
+        found = ctx.store.find_receipts([keys[index] for index in lost], batch[0].now)
+        audits = []
+        for index in lost:
+            item = batch[index]
+            if keys[index] in found:
+                verdicts[index] = _from_receipt(found[keys[index]])
+                continue
+            verdict = Reject(RejectReason.LOST_RACE,
+                             detail={"lost": getattr(verdicts[index], "authenticator", "")})
+            verdicts[index] = verdict
+            audits.append(((), audit_event(item.request, item.client, item.source[0],
+                                           verdict, item.now, ctx.node), None))
+        if audits:
+            ctx.store.apply_batch(audits)
+    return [verdict for verdict in verdicts if verdict is not None]
 
 
 async def handle_access_request(request: RadiusRequest, client: Client,
@@ -113,7 +151,11 @@ async def handle_access_request(request: RadiusRequest, client: Client,
     """Raises StoreUnavailable (no reply); every other failure is a Reject."""
     now = ctx.now()
     try:
-        verdict = await ctx.run_db(authenticate, ctx, request, client, source, now)
+        pending = Pending(request, client, source, now)
+        if ctx.group_commit is not None:
+            verdict = await ctx.group_commit(pending)
+        else:
+            verdict = (await ctx.run_db(authenticate_batch, ctx, [pending]))[0]
     except StoreUnavailable:
         raise
     except Exception:

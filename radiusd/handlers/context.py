@@ -63,6 +63,8 @@ class HandlerContext:
         node: this server's name for audit rows.
         perimeter: the ``[perimeter]`` config (emergency codes).
         health: whether the database is reachable (Status-Server goes quiet when not).
+        group_commit: ``group_commit(pending) -> awaitable Verdict`` batching requests
+            into one transaction (app.py); ``None``: each request is its own batch.
     """
 
     store: Any
@@ -74,6 +76,7 @@ class HandlerContext:
     node: str = "radiusd"
     perimeter: Any = None
     health: "StoreHealth" = field(default_factory=lambda: StoreHealth())
+    group_commit: Callable[[Any], Awaitable[Any]] | None = None
 
 
 class StoreHealth:

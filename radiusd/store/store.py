@@ -42,7 +42,8 @@ from sqlalchemy.pool import StaticPool
 
 from radiusd.errors import (AlreadyExists, ConfigError, NotFound, NotInitialised,
                             StoreUnavailable)
-from radiusd.model import (AdvanceToken, AuditEvent, AuditRecord, Commit, EmergencyCode,
+from radiusd.model import (CAS_COMMITS, AdvanceToken, AuditEvent, AuditRecord, Commit,
+                           EmergencyCode,
                            EmergencySet, Receipt, RecordFailure, ResetFailures,
                            RevokeEmergencySet, Subject, Token, TokenInfo, TokenKind,
                            UseEmergencyCode, UserInfo)
@@ -524,31 +525,49 @@ class Store:
             StoreUnavailable: the database cannot be reached, is locked or timed out.
             NotInitialised: the schema is missing.
         """
+        return self.load_subjects([name]).get(name)
+
+    def load_subjects(self, names: Sequence[str]) -> dict[str, Subject]:
+        """``load_subject`` for many users at once (the batched request path): two queries
+        whatever the number of names. Unknown names are absent from the result.
+
+        Raises:
+            StoreUnavailable, NotInitialised: as ``load_subject``.
+        """
+        wanted = sorted(set(names))
+        if not wanted:
+            return {}
         query = (select(users.c.id, users.c.name, users.c.is_disabled, users.c.pin_hash,
                         users.c.failures, users.c.locked_at,
                         tokens.c.id.label("token_id"), tokens.c.serial, tokens.c.kind,
                         tokens.c.digits, tokens.c.period, tokens.c.sealed_seed,
                         tokens.c.last_used, tokens.c.algorithm)
                  .select_from(users.outerjoin(tokens, tokens.c.user_id == users.c.id))
-                 .where(users.c.name == name)
-                 .order_by(tokens.c.id))
+                 .where(users.c.name.in_(wanted))
+                 .order_by(users.c.id, tokens.c.id))
         with self._transaction() as connection:
             rows = connection.execute(query).all()
             if not rows:
-                return None
-            emergency = self._latest_emergency_set(connection, users.c.name == name)
-        first = rows[0]
-        return Subject(
-            id=first.id, name=first.name, is_disabled=bool(first.is_disabled),
-            pin_hash=None if first.pin_hash is None else bytes(first.pin_hash),
-            failures=first.failures, locked_at=first.locked_at,
-            tokens=tuple(
-                Token(id=row.token_id, serial=row.serial, kind=TokenKind(row.kind),
-                      digits=row.digits, period=row.period,
-                      sealed_seed=bytes(row.sealed_seed), last_used=row.last_used,
-                      algorithm=row.algorithm)
-                for row in rows if row.token_id is not None),
-            emergency=emergency)
+                return {}
+            sets = self._latest_emergency_sets(connection, users.c.name.in_(wanted))
+        by_user: dict[int, list[Row]] = {}
+        for row in rows:
+            by_user.setdefault(row.id, []).append(row)
+        subjects = {}
+        for user_id, user_rows in by_user.items():
+            first = user_rows[0]
+            subjects[first.name] = Subject(
+                id=user_id, name=first.name, is_disabled=bool(first.is_disabled),
+                pin_hash=None if first.pin_hash is None else bytes(first.pin_hash),
+                failures=first.failures, locked_at=first.locked_at,
+                tokens=tuple(
+                    Token(id=row.token_id, serial=row.serial, kind=TokenKind(row.kind),
+                          digits=row.digits, period=row.period,
+                          sealed_seed=bytes(row.sealed_seed), last_used=row.last_used,
+                          algorithm=row.algorithm)
+                    for row in user_rows if row.token_id is not None),
+                emergency=sets.get(user_id))
+        return subjects
 
     # --- tokens --------------------------------------------------------------------------
 
@@ -864,6 +883,80 @@ class Store:
                        reply_messages=tuple(json.loads(row.reply_messages)),
                        expires_at=row.expires_at)
 
+    def find_receipts(self, keys: Sequence[bytes], now: datetime) -> dict[bytes, Receipt]:
+        """``find_receipt`` for many keys at once: one query."""
+        if not keys:
+            return {}
+        with self._transaction() as connection:
+            rows = connection.execute(
+                select(receipt_table.c.key, receipt_table.c.code,
+                       receipt_table.c.reply_messages, receipt_table.c.expires_at)
+                .where(receipt_table.c.key.in_(sorted(set(keys))),
+                       receipt_table.c.expires_at > now)).all()
+        return {bytes(row.key): Receipt(key=bytes(row.key), code=row.code,
+                                        reply_messages=tuple(json.loads(row.reply_messages)),
+                                        expires_at=row.expires_at) for row in rows}
+
+    def apply_batch(self, items: Sequence[tuple[Sequence[Commit], AuditEvent,
+                                                Receipt | None]]) -> list[bool]:
+        """Group commit: ``apply`` for many requests in ONE transaction (one fsync).
+
+        Each request keeps its own compare-and-set check: a request whose CAS matches no
+        row has none of its effects, audit row or receipt written (its own savepoint is
+        rolled back, or its CAS ran first and nothing of it followed), and gets False;
+        the others commit together. A receipt already stored under the same key (another
+        server answered this very request) is left as it is.
+
+        Returns:
+            One bool per item, in order: True when committed.
+        Raises:
+            StoreUnavailable: nothing of the batch was committed.
+            NotInitialised: the schema is missing.
+        """
+        results: list[bool] = []
+        audits: list[dict[str, object]] = []
+        receipts: list[dict[str, object]] = []
+        with self._write() as connection:
+            for commits, audit, receipt in items:
+                is_done = self._apply_one(connection, commits)
+                results.append(is_done)
+                if not is_done:
+                    continue
+                audits.append(self._audit_values(audit))
+                if receipt is not None:
+                    receipts.append({"key": receipt.key, "code": receipt.code,
+                                     "reply_messages": json.dumps(list(receipt.reply_messages)),
+                                     "expires_at": receipt.expires_at})
+            if audits:
+                connection.execute(insert(audit_event), audits)
+            if receipts:
+                dialect_insert = sqlite_insert if self._is_sqlite else postgresql_insert
+                connection.execute(dialect_insert(receipt_table).on_conflict_do_nothing(),
+                                   receipts)
+        return results
+
+    def _apply_one(self, connection: Connection, commits: Sequence[Commit]) -> bool:
+        """One request's commits inside a batch; False (nothing of it kept) if a CAS lost."""
+        is_cas = [isinstance(commit, CAS_COMMITS) for commit in commits]
+        if not any(is_cas[1:]):
+            # At most one CAS and it runs first (decide's verdicts have this shape): if it
+            # loses nothing of the request was written, so no savepoint is needed.
+            try:
+                for commit in commits:
+                    self._commit(connection, commit)
+            except _LostRace:
+                return False
+            return True
+        savepoint = connection.begin_nested()
+        try:
+            for commit in commits:
+                self._commit(connection, commit)
+        except _LostRace:
+            savepoint.rollback()
+            return False
+        savepoint.commit()
+        return True
+
     def prune_receipts(self, now: datetime) -> int:
         """Delete expired receipts; returns how many."""
         with self._write() as connection:
@@ -1027,11 +1120,14 @@ class Store:
 
     @staticmethod
     def _insert_audit(connection: Connection, audit: AuditEvent) -> None:
-        connection.execute(insert(audit_event).values(
-            at=audit.at, node=audit.node, action=audit.action, result=audit.result,
-            actor=audit.actor, user_name=audit.user_name, reason=audit.reason,
-            client=audit.client, nas_address=audit.nas_address,
-            detail=_detail_to_json(audit.detail)))
+        connection.execute(insert(audit_event).values(**Store._audit_values(audit)))
+
+    @staticmethod
+    def _audit_values(audit: AuditEvent) -> dict[str, object]:
+        return dict(at=audit.at, node=audit.node, action=audit.action, result=audit.result,
+                    actor=audit.actor, user_name=audit.user_name, reason=audit.reason,
+                    client=audit.client, nas_address=audit.nas_address,
+                    detail=_detail_to_json(audit.detail))
 
     @staticmethod
     def _audit_record(row: Row) -> AuditRecord:
@@ -1049,35 +1145,41 @@ class Store:
                 .values(revoked_at=at, revoked_reason=reason))
 
     @staticmethod
-    def _latest_emergency_set(connection: Connection,
-                              user: ColumnElement[bool]) -> EmergencySet | None:
-        """The latest set (``get_emergency_set``) of the one user matching ``user``, with
-        its codes: one query.
-
-        The user's row is joined to the set the correlated subquery picks among the user's
-        sets (found by the index on ``(user_id, issued_at)``), and that to its codes.
-        """
+    def _latest_emergency_sets(connection: Connection,
+                               user: ColumnElement[bool]) -> dict[int, EmergencySet]:
+        """``_latest_emergency_set`` for every user matching ``user``, by user id."""
         candidate = emergency_set.alias("candidate")
         latest_id = (
             select(candidate.c.id)
             .where(candidate.c.user_id == users.c.id)
-            # See get_emergency_set: the unrevoked set first, whatever its issued_at; the
-            # id only makes the order total.
             .order_by(candidate.c.revoked_at.is_(None).desc(), candidate.c.issued_at.desc(),
                       candidate.c.revoked_at.desc(), candidate.c.id.desc())
             .limit(1)
             .correlate(users)
             .scalar_subquery())
-        return Store._emergency_set(
+        return Store._emergency_sets(
             connection,
             users.join(emergency_set, and_(emergency_set.c.user_id == users.c.id,
                                            emergency_set.c.id == latest_id)),
             user)
 
     @staticmethod
+    def _latest_emergency_set(connection: Connection,
+                              user: ColumnElement[bool]) -> EmergencySet | None:
+        """The latest set (``get_emergency_set``) of the one user matching ``user``, with
+        its codes: one query (see ``_latest_emergency_sets``)."""
+        return next(iter(Store._latest_emergency_sets(connection, user).values()), None)
+
+    @staticmethod
     def _emergency_set(connection: Connection, from_: FromClause,
                        where: ColumnElement[bool]) -> EmergencySet | None:
         """The one set ``from_``/``where`` select, with its codes by position: one query."""
+        return next(iter(Store._emergency_sets(connection, from_, where).values()), None)
+
+    @staticmethod
+    def _emergency_sets(connection: Connection, from_: FromClause,
+                        where: ColumnElement[bool]) -> dict[int, EmergencySet]:
+        """Every set ``from_``/``where`` select, with their codes, by user id: one query."""
         query = (
             select(emergency_set, emergency_code.c.id.label("code_id"),
                    emergency_code.c.position, emergency_code.c.code_hash,
@@ -1085,10 +1187,15 @@ class Store:
             .select_from(from_.outerjoin(emergency_code,
                                          emergency_code.c.set_id == emergency_set.c.id))
             .where(where)
-            .order_by(emergency_code.c.position))
-        rows = connection.execute(query).all()
-        if not rows:
-            return None
+            .order_by(emergency_set.c.id, emergency_code.c.position))
+        by_set: dict[str, list[Row]] = {}
+        for row in connection.execute(query).all():
+            by_set.setdefault(row.id, []).append(row)
+        sets = (Store._set_from_rows(rows) for rows in by_set.values())
+        return {found.user_id: found for found in sets}
+
+    @staticmethod
+    def _set_from_rows(rows: Sequence[Row]) -> EmergencySet:
         first = rows[0]
         return EmergencySet(
             id=first.id, user_id=first.user_id, code_length=first.code_length,

@@ -1,0 +1,1039 @@
+"""The admin console (``/``) and the self-service console (``/self-service/``): one Klein
+app class whose dependencies come in through ``__init__`` (Klein's "nonglobalstate").
+
+Owns: the routes, who may call them (``authorize``: every route needs a signed-in session
+of its console, except the explicit ``PUBLIC_ENDPOINTS``; every POST needs the session's
+CSRF token), the one ``handle_errors`` that turns domain errors into pages, the security
+headers, and the page templates' context.
+
+Every action calls the same ``radiusd.accounts`` / ``radiusd.emergency.issuing`` functions
+as the CLI (so both write the same audit rows, with actor ``admin:NAME`` or
+``self-service:NAME``), and every Store call runs through ``run_db`` in the DB thread pool:
+never on the reactor thread.
+
+Must not import: sqlalchemy, pyrad. Must not know: SQL, sockets (``server.py`` listens).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections import Counter
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, Awaitable, Callable, Mapping
+from urllib.parse import quote, urlencode
+
+import segno
+from jinja2 import Environment, PackageLoader, select_autoescape
+from klein import Klein
+from markupsafe import Markup
+from twisted.logger import Logger
+from twisted.web.resource import IResource, Resource
+from werkzeug.exceptions import HTTPException, MethodNotAllowed
+from werkzeug.exceptions import NotFound as NoRoute
+from werkzeug.routing import RequestRedirect
+
+from admin_web import forms
+from admin_web.sessions import (ADMIN, CODES_KEPT_FOR, PROVISIONING_KEPT_FOR, SELF_SERVICE,
+                                PendingCodes, PendingToken, Session, SessionStore,
+                                SignInThrottle)
+from radiusd.accounts import Accounts
+from radiusd.crypto import Keys, hash_password, verify_password
+from radiusd.duration import format_duration
+from radiusd.emergency import issuing
+from radiusd.emergency.rules import SetStatus, set_status
+from radiusd.errors import NotFound, NotInitialised, StoreUnavailable, UsageError
+from radiusd.model import AuditEvent, RandomSource, Secret
+from radiusd.settings import Settings
+
+RunDb = Callable[..., Awaitable[Any]]
+
+# Content-Security-Policy: no script at all, no inline style, no framing (issue 4).
+SECURITY_HEADERS: Mapping[bytes, bytes] = {
+    b"Content-Security-Policy": (b"default-src 'self'; img-src 'self' data:; "
+                                 b"style-src 'self'; script-src 'none'; "
+                                 b"frame-ancestors 'none'; form-action 'self'; "
+                                 b"base-uri 'none'"),
+    b"X-Frame-Options": b"DENY",
+    b"Referrer-Policy": b"no-referrer",
+    b"X-Content-Type-Options": b"nosniff",
+    # Pages show codes, seeds, user data: no page is kept by a browser or a proxy.
+    b"Cache-Control": b"no-store",
+}
+
+# The routes anyone may open. Everything else needs a signed-in session: a new route is
+# protected unless it is added here (fail closed).
+PUBLIC_ENDPOINTS = frozenset({
+    "sign_in_page", "sign_in", "stylesheet",
+    "self_service_sign_in_page", "self_service_sign_in",
+})
+SELF_SERVICE_PREFIX = "self_service"  # endpoints of the self-service console
+SIGN_IN_URL = {ADMIN: "/sign-in", SELF_SERVICE: "/self-service/sign-in"}
+HOME_URL = {ADMIN: "/", SELF_SERVICE: "/self-service/"}
+COOKIE = {ADMIN: (b"radiusd_admin", b"/"),
+          SELF_SERVICE: (b"radiusd_self_service", b"/self-service/")}
+
+STATIC = Path(__file__).resolve().parent / "static"
+AUDIT_CSV_LIMIT = 100_000
+REJECTS_SINCE = timedelta(hours=24)
+
+# What happens when the real token is used while a set is active (settings on_token_use).
+ON_TOKEN_USE_LABELS: Mapping[str, str] = {
+    "revoke": "End emergency access: the remaining codes stop working",
+    "keep": "Keep emergency access: the token and the codes both work",
+    "deny": "Refuse the token until emergency access ends",
+}
+
+
+class SignInRequired(Exception):
+    """The route needs a signed-in session of ``area``: redirect to its sign-in page."""
+
+    def __init__(self, area: str):
+        super().__init__(area)
+        self.area = area
+
+
+class Forbidden(Exception):
+    """A POST without the session's CSRF token (or no session to check it against)."""
+
+
+class SelfServiceOff(Exception):
+    """The policy turns the self-service console (or users' own requests) off."""
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.message = message
+
+
+class _GuardedKlein(Klein):
+    """Klein that shows every matched request to the app's ``authorize`` before its route.
+
+    One policy hook (as twisted.names' controller has one), not a decorator per route: a
+    route cannot forget it, and the order of decorators does not matter.
+    """
+
+    def execute_endpoint(self, endpoint: str, request, *args: Any, **kwargs: Any):
+        self._instance.authorize(endpoint, request)
+        return super().execute_endpoint(endpoint, request, *args, **kwargs)
+
+
+class _SecurityHeaders(Resource):
+    """Wraps the Klein resource: the security headers go on every response, errors and
+    unknown URLs included."""
+
+    isLeaf = True
+
+    def __init__(self, wrapped: IResource):
+        super().__init__()
+        self._wrapped = wrapped
+
+    def render(self, request):
+        for name, value in SECURITY_HEADERS.items():
+            request.setHeader(name, value)
+        return self._wrapped.render(request)
+
+
+@dataclass(frozen=True, slots=True)
+class _SetView:
+    """An emergency set as the pages show it: never the codes."""
+
+    status: str
+    issued_at: datetime | None = None
+    issued_by: str | None = None
+    reason: str | None = None
+    valid_until: datetime | None = None
+    codes_left: int = 0
+    codes_total: int = 0
+    revoked_at: datetime | None = None
+    revoked_reason: str | None = None
+    last_used_at: datetime | None = None
+    last_used_client: str | None = None
+
+    @property
+    def is_active(self) -> bool:
+        return self.status in (SetStatus.ACTIVE, SetStatus.USED_UP)
+
+
+def _set_view(emergency, now: datetime) -> _SetView:
+    status = set_status(emergency, now)
+    if emergency is None:
+        return _SetView(status=status)
+    return _SetView(status=status, issued_at=emergency.issued_at,
+                    issued_by=emergency.issued_by, reason=emergency.reason or None,
+                    valid_until=emergency.expires_at, codes_left=emergency.codes_left,
+                    codes_total=len(emergency.codes), revoked_at=emergency.revoked_at,
+                    revoked_reason=emergency.revoked_reason,
+                    last_used_at=emergency.last_used_at,
+                    last_used_client=emergency.last_used_client)
+
+
+def _is_locked(user, settings: Settings, now: datetime) -> bool:
+    """Locked now (as ``decide`` sees it: a lockout of duration 0 lasts until unlocked)."""
+    return user.locked_at is not None and (not settings.lockout_duration
+                                           or now < user.locked_at + settings.lockout_duration)
+
+
+def _when(moment: datetime | None) -> str:
+    if moment is None:
+        return "—"
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def _plain(message: str) -> str:
+    """A domain message for a page: without the CLI's ``--option:`` prefix, capitalised."""
+    if message.startswith("--") and ": " in message:
+        message = message.split(": ", 1)[1]
+    return message[:1].upper() + message[1:]
+
+
+def csv_cell(value: object) -> str:
+    """A CSV cell that a spreadsheet shows as text, never runs as a formula.
+
+    A cell starting with ``= + - @`` (or tab / carriage return, which some spreadsheets
+    skip before reading one) gets a leading apostrophe (OWASP "CSV Injection").
+    """
+    text = "" if value is None else str(value)
+    if text[:1] in ("=", "+", "-", "@", "\t", "\r"):
+        return "'" + text
+    return text
+
+
+def _args(request) -> dict[str, str]:
+    """The request's form and query fields, first value of each, as text."""
+    values: dict[str, str] = {}
+    for key, items in (request.args or {}).items():
+        if items:
+            values[key.decode("utf-8", "replace")] = items[0].decode("utf-8", "replace")
+    return values
+
+
+def _client(request) -> str:
+    address = request.getClientAddress()
+    return getattr(address, "host", None) or "unknown"
+
+
+def _redirect(request, url: str) -> bytes:
+    request.setResponseCode(303)  # See Other: the browser GETs the page after a POST
+    request.setHeader(b"Location", url.encode("utf-8"))
+    return b""
+
+
+def user_url(name: str, action: str = "") -> str:
+    """``/users/NAME[/ACTION]`` with the name percent-encoded (it may hold ``/`` or ``?``)."""
+    return f"/users/{quote(name, safe='')}" + (f"/{action}" if action else "")
+
+
+class AdminWeb:
+    """The web consoles of one ``radiusd serve`` process.
+
+    Args:
+        store: the ``radiusd.store.Store``; only ever called through ``run_db``.
+        keys: the server keys. accounts: the admin operations (shared with the CLI).
+        run_db: ``run_db(fn, *args) -> Deferred``, runs ``fn`` in the DB thread pool.
+        clock: ``seconds()`` (the reactor; tests a ``task.Clock``).
+        random: randomness for session ids, CSRF tokens, codes and seeds.
+        node: this server's name in audit rows.
+        is_tls: served over HTTPS: cookies get ``Secure``.
+    """
+
+    app = _GuardedKlein()
+    log = Logger(namespace="radiusd.admin_web")
+
+    def __init__(self, *, store, keys: Keys, accounts: Accounts, run_db: RunDb, clock,
+                 random: RandomSource, node: str, is_tls: bool = False):
+        self.store = store
+        self.keys = keys
+        self.accounts = accounts
+        self.run_db = run_db
+        self.clock = clock
+        self.random = random
+        self.node = node
+        self.is_tls = is_tls
+        self.sessions = SessionStore(clock, random)
+        self.throttle = SignInThrottle(clock)
+        self._stylesheet = (STATIC / "style.css").read_bytes()
+        self._dummy_hash: str | None = None
+        self.templates = Environment(
+            loader=PackageLoader("admin_web", "templates"),
+            autoescape=select_autoescape(default=True, default_for_string=True),
+            trim_blocks=True, lstrip_blocks=True)
+        self.templates.filters.update(when=_when, duration=format_duration,
+                                      urlname=lambda name: quote(name, safe=""))
+        self.templates.globals.update(user_url=user_url, on_token_use=ON_TOKEN_USE_LABELS)
+        # Pages a FormInvalid re-renders, by FormInvalid.page.
+        self._form_pages: Mapping[str, Callable[..., Awaitable[str]]] = {
+            "admin_sign_in": self._admin_sign_in_form,
+            "self_sign_in": self._self_sign_in_form,
+            "users": self._users_form,
+            "user": self._user_form,
+            "settings": self._settings_form,
+            "audit": self._audit_form,
+        }
+
+    def resource(self) -> IResource:
+        """The ``IResource`` to serve (the Klein resource inside the security headers)."""
+        return _SecurityHeaders(self.app.resource())
+
+    # --- who may call what ---------------------------------------------------------------
+
+    @staticmethod
+    def area_of(endpoint: str) -> str:
+        return SELF_SERVICE if endpoint.startswith(SELF_SERVICE_PREFIX) else ADMIN
+
+    def authorize(self, endpoint: str, request) -> None:
+        """Let the request reach ``endpoint`` or raise.
+
+        Raises:
+            SignInRequired: no signed-in session of the endpoint's console.
+            Forbidden: a POST whose ``csrf`` field is not the session's token.
+        """
+        area = self.area_of(endpoint)
+        session = self._session(request, area)
+        if endpoint not in PUBLIC_ENDPOINTS and (session is None or not session.is_signed_in):
+            raise SignInRequired(area)
+        if request.method == b"POST":
+            # The sign-in form is protected too: its token lives in the anonymous session
+            # the sign-in page opened (login CSRF).
+            if session is None or not session.is_csrf_valid(_args(request).get("csrf")):
+                raise Forbidden()
+
+    def _session(self, request, area: str) -> Session | None:
+        name, _path = COOKIE[area]
+        cookie = request.getCookie(name)
+        return self.sessions.get(cookie.decode("ascii", "replace") if cookie else None, area)
+
+    def _signed_in(self, request, area: str) -> Session:
+        session = self._session(request, area)
+        if session is None or not session.is_signed_in:
+            raise SignInRequired(area)
+        return session
+
+    def _set_cookie(self, request, session: Session) -> None:
+        name, path = COOKIE[session.area]
+        request.addCookie(name, session.id.encode("ascii"), path=path, httpOnly=True,
+                          secure=self.is_tls or None, sameSite="strict")
+
+    def _clear_cookie(self, request, area: str) -> None:
+        name, path = COOKIE[area]
+        request.addCookie(name, b"", path=path, max_age=b"0", httpOnly=True,
+                          secure=self.is_tls or None, sameSite="strict")
+
+    def _open_session(self, request, area: str) -> Session:
+        """The request's session of ``area``, or a new anonymous one (cookie set once)."""
+        session = self._session(request, area) or getattr(request, "radiusd_opened", None)
+        if session is None or session.area != area:
+            session = self.sessions.new(area)
+            self._set_cookie(request, session)
+            request.radiusd_opened = session
+        return session
+
+    def _now(self) -> datetime:
+        return datetime.fromtimestamp(self.clock.seconds(), UTC)
+
+    # --- rendering -----------------------------------------------------------------------
+
+    def _render(self, request, template: str, *, area: str = ADMIN, status: int = 200,
+                session: Session | None = None, **context: Any) -> str:
+        request.setResponseCode(status)
+        request.setHeader(b"Content-Type", b"text/html; charset=utf-8")
+        notices: list[str] = []
+        if session is not None:
+            notices, session.notices = session.notices, []
+        context.setdefault("errors", {})
+        context.setdefault("values", {})
+        return self.templates.get_template(template).render(
+            area=area, session=session, notices=notices, **context)
+
+    def _page_of_error(self, request, status: int, title: str, message: str) -> str:
+        area = SELF_SERVICE if request.path.startswith(b"/self-service") else ADMIN
+        session = self._session(request, area)
+        if session is not None and not session.is_signed_in:
+            session = None
+        return self._render(request, "error.html", area=area, status=status,
+                            session=session, title=title, message=message)
+
+    # --- the one place errors become responses -------------------------------------------
+
+    @app.handle_errors(Exception)
+    async def _errors(self, request, failure):
+        error = failure.value
+        match error:
+            case SignInRequired(area=area):
+                return _redirect(request, SIGN_IN_URL[area])
+            case Forbidden():
+                return self._page_of_error(
+                    request, 403, "Request refused",
+                    "This form has expired or did not come from this site. Go back, reload "
+                    "the page and try again.")
+            case SelfServiceOff(message=message):
+                session = self._session(request, SELF_SERVICE)
+                return self._render(request, "self_off.html", area=SELF_SERVICE, status=403,
+                                    session=session if session and session.is_signed_in
+                                    else None, message=message)
+            case forms.FormInvalid():
+                try:
+                    request.setResponseCode(400)
+                    return await self._form_pages[error.page](request, error)
+                except Exception:
+                    self.log.failure("cannot render the form page {page}",
+                                     page=error.page)
+                    return self._page_of_error(request, 500, "Something went wrong",
+                                               "The server could not show this page.")
+            case NotFound():
+                return self._page_of_error(request, 404, "Not found", _plain(str(error)))
+            case UsageError():
+                return self._page_of_error(request, 400, "Cannot do that", _plain(str(error)))
+            case StoreUnavailable() | NotInitialised():
+                self.log.error("admin web: database unavailable: {error}", error=str(error))
+                return self._page_of_error(
+                    request, 503, "Service unavailable",
+                    "The database cannot be reached right now. Try again in a minute.")
+            case RequestRedirect():
+                request.setResponseCode(error.code)
+                request.setHeader(b"Location", error.new_url.encode("utf-8"))
+                return b""
+            case NoRoute():
+                return self._page_of_error(request, 404, "Not found",
+                                           "There is no page at this address.")
+            case MethodNotAllowed():
+                return self._page_of_error(request, 405, "Not allowed",
+                                           "This page cannot be used that way.")
+            case HTTPException():
+                return self._page_of_error(request, error.code or 400, "Cannot do that",
+                                           error.name)
+            case _:
+                self.log.failure("admin web: unexpected error on {path}", failure,
+                                 path=request.path.decode("utf-8", "replace"))
+                return self._page_of_error(request, 500, "Something went wrong",
+                                           "The server could not complete this request. "
+                                           "It has been logged.")
+
+    # --- shared --------------------------------------------------------------------------
+
+    @app.route("/static/style.css", methods=["GET"], endpoint="stylesheet")
+    def stylesheet(self, request):
+        request.setHeader(b"Content-Type", b"text/css; charset=utf-8")
+        request.setHeader(b"Cache-Control", b"public, max-age=300")
+        return self._stylesheet
+
+    def _dummy(self) -> str:
+        # Unknown names cost as much as wrong passwords: no timing oracle for names.
+        if self._dummy_hash is None:
+            self._dummy_hash = hash_password(Secret(b"not-a-password"), self.random)
+        return self._dummy_hash
+
+    def _has_admin(self) -> bool:
+        count_admins = getattr(self.store, "count_admins", None)
+        if count_admins is not None:
+            return count_admins() > 0
+        # TODO(#4): drop this fallback once Store.count_admins() lands.
+        return bool(self.store.list_audit(action="admin.add", limit=1))
+
+    def _check_sign_in(self, area: str, name: str, password: Secret, client: str,
+                       now: datetime, is_throttled: bool) -> str | None:
+        """In the DB pool: verify the password and write the audit row.
+
+        Returns:
+            None when signed in, else the reason (``throttled``, ``bad_credentials``,
+            ``disabled``) as written to the audit row.
+        """
+        reason: str | None
+        if is_throttled:
+            reason = "throttled"
+        else:
+            stored: str | None = None
+            try:
+                stored = (self.store.get_admin_password_hash(name) if area == ADMIN
+                          else self.store.get_password_hash(name))
+            except NotFound:
+                stored = None
+            is_valid = verify_password(password, stored or self._dummy()) and stored is not None
+            reason = None if is_valid else "bad_credentials"
+            if is_valid and area == SELF_SERVICE and self.store.get_user(name).is_disabled:
+                reason = "disabled"
+        if area == ADMIN:
+            event = AuditEvent(at=now, action="admin.sign_in",
+                               result="ok" if reason is None else "reject",
+                               actor=f"admin:{name}" if reason is None else "web",
+                               reason=reason, client=client, node=self.node,
+                               detail={"admin": name})
+        else:
+            event = AuditEvent(at=now, action="self_service.sign_in",
+                               result="ok" if reason is None else "reject",
+                               actor=f"self-service:{name}" if reason is None else "web",
+                               user_name=name, reason=reason, client=client, node=self.node)
+        self.store.write_audit(event)
+        return reason
+
+    async def _sign_in(self, request, area: str, page: str) -> bytes:
+        session = self._open_session(request, area)
+        values = _args(request)
+        form = forms.sign_in(values, page)
+        client = _client(request)
+        is_throttled = self.throttle.is_blocked(area, form.name, client)
+        reason = await self.run_db(self._check_sign_in, area, form.name, form.password,
+                                   client, self._now(), is_throttled)
+        if reason == "throttled":
+            raise forms.FormInvalid(page, {"": "Too many failed sign-ins. Wait five minutes "
+                                               "and try again."}, values)
+        if reason == "disabled":
+            raise forms.FormInvalid(page, {"": "Your account is disabled. Contact your "
+                                               "help desk."}, values)
+        if reason is not None:
+            self.throttle.record_failure(area, form.name, client)
+            raise forms.FormInvalid(page, {"": "Wrong user name or password."}, values)
+        self.throttle.record_success(area, form.name)
+        signed_in = self.sessions.sign_in(session, form.name)
+        self._set_cookie(request, signed_in)
+        return _redirect(request, HOME_URL[area])
+
+    def _sign_out(self, request, area: str) -> bytes:
+        self.sessions.end(self._signed_in(request, area))
+        self._clear_cookie(request, area)
+        return _redirect(request, SIGN_IN_URL[area])
+
+    def _export(self, request, pending: PendingCodes | None, back: str) -> bytes:
+        """The ``.txt`` download: ``export_text`` exactly as ``prepare_set`` rendered it."""
+        if pending is None:
+            return _redirect(request, back)
+        filename = issuing.export_filename(pending.user_name)
+        fallback = filename.encode("ascii", "replace").decode("ascii").replace("?", "_")
+        request.setHeader(b"Content-Type", b"text/plain; charset=utf-8")
+        request.setHeader(b"Content-Disposition",
+                          f"attachment; filename=\"{fallback}\"; "
+                          f"filename*=UTF-8''{quote(filename, safe='')}".encode("ascii"))
+        return pending.export_text.encode("utf-8")
+
+    def _keep_codes(self, session: Session, prepared: issuing.PreparedSet,
+                    has_pin: bool) -> None:
+        self.sessions.keep_codes(session, PendingCodes(
+            user_name=prepared.user_name, set_id=prepared.emergency.id,
+            codes=prepared.codes, export_text=prepared.export_text, has_pin=has_pin,
+            issued_at=prepared.emergency.issued_at,
+            valid_until=prepared.emergency.expires_at,
+            kept_until=self.clock.seconds() + CODES_KEPT_FOR))
+
+    def _issue(self, user_name: str, *, count: int | None, lifetime: timedelta | None,
+               actor: str, reason: str, now: datetime) -> tuple[issuing.PreparedSet, bool]:
+        """In the DB pool: prepare and commit a set exactly as the CLI does."""
+        settings = self.store.load_settings()
+        prepared = issuing.prepare_set(self.store, self.keys, self.random, settings,
+                                       user_name=user_name, count=count, lifetime=lifetime,
+                                       issued_by=actor, reason=reason, now=now)
+        issuing.commit_set(self.store, prepared, actor=actor, destination="download",
+                           node=self.node, now=now)
+        return prepared, self.store.get_user(user_name).has_pin
+
+    # =====================================================================================
+    # Admin console
+    # =====================================================================================
+
+    def _actor(self, session: Session) -> str:
+        return f"admin:{session.principal}"
+
+    @app.route("/sign-in", methods=["GET"], endpoint="sign_in_page")
+    async def sign_in_page(self, request):
+        session = self._open_session(request, ADMIN)
+        if session.is_signed_in:
+            return _redirect(request, "/")
+        return await self._admin_sign_in_form(request, None)
+
+    async def _admin_sign_in_form(self, request, form: forms.FormInvalid | None) -> str:
+        session = self._open_session(request, ADMIN)
+        has_admin = await self.run_db(self._has_admin)
+        return self._render(request, "sign_in.html", area=ADMIN, session=session,
+                            status=400 if form else 200, has_admin=has_admin,
+                            action=SIGN_IN_URL[ADMIN], title="Sign in",
+                            errors=form.errors if form else {},
+                            values=form.values if form else {})
+
+    @app.route("/sign-in", methods=["POST"], endpoint="sign_in")
+    async def sign_in(self, request):
+        return await self._sign_in(request, ADMIN, "admin_sign_in")
+
+    @app.route("/sign-out", methods=["POST"], endpoint="sign_out")
+    def sign_out(self, request):
+        return self._sign_out(request, ADMIN)
+
+    @app.route("/", methods=["GET"], endpoint="dashboard")
+    async def dashboard(self, request):
+        session = self._signed_in(request, ADMIN)
+        now = self._now()
+
+        def load():
+            rejects = self.store.list_audit(action="auth", result="reject",
+                                            since=now - REJECTS_SINCE, limit=AUDIT_CSV_LIMIT)
+            return (self.store.count_users(), self.store.count_active_emergency_sets(now),
+                    self.store.count_emergency_uses(now - REJECTS_SINCE),
+                    Counter(r.event.reason or "unknown" for r in rejects).most_common())
+
+        users, active_sets, uses, rejects = await self.run_db(load)
+        return self._render(request, "dashboard.html", session=session, title="Dashboard",
+                            users=users, active_sets=active_sets, uses=uses,
+                            rejects=rejects, nav="dashboard")
+
+    # --- users ---------------------------------------------------------------------------
+
+    @app.route("/users", methods=["GET"], endpoint="users")
+    async def users(self, request):
+        return await self._users_form(request, None)
+
+    async def _users_form(self, request, form: forms.FormInvalid | None) -> str:
+        session = self._signed_in(request, ADMIN)
+        query = _args(request) if form is None else {}
+        search = (query.get("q") or "").strip() or None
+        page = forms.page_number(query)
+        offset = (page - 1) * forms.PAGE_SIZE
+
+        def load():
+            return (self.store.count_users(search),
+                    self.store.list_users(search, forms.PAGE_SIZE, offset),
+                    self.store.load_settings())
+
+        total, users, settings = await self.run_db(load)
+        now = self._now()
+        pages = max(1, -(-total // forms.PAGE_SIZE))
+        return self._render(request, "users.html", session=session, title="Users",
+                            nav="users", status=400 if form else 200, users=users,
+                            total=total, page=page, pages=pages, search=search or "",
+                            page_url=lambda n: "/users?" + urlencode(
+                                {**({"q": search} if search else {}), "page": n}),
+                            errors=form.errors if form else {},
+                            values=form.values if form else {},
+                            locked={u.name for u in users
+                                    if _is_locked(u, settings, now)})
+
+    @app.route("/users", methods=["POST"], endpoint="create_user")
+    async def create_user(self, request):
+        session = self._signed_in(request, ADMIN)
+        values = _args(request)
+        new = forms.new_user(values)
+        try:
+            await self.run_db(lambda: self.accounts.add_user(
+                new.name, pin=new.pin, password=new.password, actor=self._actor(session),
+                now=self._now()))
+        except UsageError as exc:  # AlreadyExists, or a rule the form does not know
+            raise forms.FormInvalid("users", {"name": _plain(str(exc))}, values) from None
+        session.notices.append(f"User {new.name} created.")
+        return _redirect(request, user_url(new.name))
+
+    @app.route("/users/<path:name>", methods=["GET"], endpoint="user_page")
+    async def user_page(self, request, name: str):
+        return await self._user_form(request, None, name)
+
+    async def _user_form(self, request, form: forms.FormInvalid | None,
+                         name: str | None = None) -> str:
+        session = self._signed_in(request, ADMIN)
+        name = name if form is None else form.target
+        now = self._now()
+
+        def load():
+            user = self.store.get_user(name)
+            return (user, self.store.list_tokens(name), self.store.get_emergency_set(name),
+                    self.store.load_settings())
+
+        user, tokens, emergency, settings = await self.run_db(load)
+        locked = _is_locked(user, settings, now)
+        pending = self.sessions.codes(session, name)
+        return self._render(request, "user.html", session=session, title=f"User {name}",
+                            nav="users", status=400 if form else 200, user=user,
+                            tokens=tokens, emergency=_set_view(emergency, now),
+                            settings=settings, is_locked=locked, pending=pending,
+                            errors=form.errors if form else {},
+                            values=form.values if form else {})
+
+    async def _user_action(self, request, name: str, work: Callable[[Session], Any],
+                           notice: str, field: str = "") -> bytes:
+        """Run one account operation for ``name`` and come back to the user page."""
+        session = self._signed_in(request, ADMIN)
+        try:
+            await self.run_db(work, session)
+        except NotFound:
+            raise
+        except UsageError as exc:
+            raise forms.FormInvalid("user", {field: _plain(str(exc))}, _args(request),
+                                    name) from None
+        session.notices.append(notice)
+        return _redirect(request, user_url(name))
+
+    @app.route("/users/<path:name>/pin", methods=["POST"], endpoint="set_pin")
+    async def set_pin(self, request, name: str):
+        pin = forms.pin(_args(request), name)
+        return await self._user_action(request, name, lambda s: self.accounts.set_pin(
+            name, pin, actor=self._actor(s), now=self._now()), "PIN set.", "pin")
+
+    @app.route("/users/<path:name>/clear-pin", methods=["POST"], endpoint="clear_pin")
+    async def clear_pin(self, request, name: str):
+        return await self._user_action(request, name, lambda s: self.accounts.set_pin(
+            name, None, actor=self._actor(s), now=self._now()), "PIN cleared.", "pin")
+
+    @app.route("/users/<path:name>/unlock", methods=["POST"], endpoint="unlock_user")
+    async def unlock_user(self, request, name: str):
+        return await self._user_action(request, name, lambda s: self.accounts.unlock(
+            name, actor=self._actor(s), now=self._now()), "User unlocked.")
+
+    @app.route("/users/<path:name>/disable", methods=["POST"], endpoint="disable_user")
+    async def disable_user(self, request, name: str):
+        return await self._user_action(request, name, lambda s: self.accounts.set_disabled(
+            name, True, actor=self._actor(s), now=self._now()), "User disabled.")
+
+    @app.route("/users/<path:name>/enable", methods=["POST"], endpoint="enable_user")
+    async def enable_user(self, request, name: str):
+        return await self._user_action(request, name, lambda s: self.accounts.set_disabled(
+            name, False, actor=self._actor(s), now=self._now()), "User enabled.")
+
+    @app.route("/users/<path:name>/password", methods=["POST"], endpoint="set_password")
+    async def set_password(self, request, name: str):
+        password = forms.password(_args(request), name)
+        return await self._user_action(request, name, lambda s: self.accounts.set_password(
+            name, password, actor=self._actor(s), now=self._now()),
+            "Self-service password set.", "password")
+
+    @app.route("/users/<path:name>/delete", methods=["POST"], endpoint="delete_user")
+    async def delete_user(self, request, name: str):
+        session = self._signed_in(request, ADMIN)
+        await self.run_db(lambda: self.accounts.delete_user(name, actor=self._actor(session),
+                                                            now=self._now()))
+        self.sessions.drop_codes(session, name)
+        session.notices.append(f"User {name} deleted.")
+        return _redirect(request, "/users")
+
+    # --- tokens --------------------------------------------------------------------------
+
+    @app.route("/users/<path:name>/tokens", methods=["POST"], endpoint="add_token")
+    async def add_token(self, request, name: str):
+        session = self._signed_in(request, ADMIN)
+        values = _args(request)
+        token = forms.new_token(values, name)
+        try:
+            new = await self.run_db(lambda: self.accounts.add_token(
+                name, kind=token.kind, secret=token.secret, digits=token.digits,
+                period=token.period, serial=token.serial, actor=self._actor(session),
+                now=self._now()))
+        except NotFound:
+            raise
+        except UsageError as exc:
+            field = "seed" if token.secret is not None and "secret" in str(exc) else "serial"
+            raise forms.FormInvalid("user", {field: _plain(str(exc))}, values,
+                                    name) from None
+        if token.secret is not None:
+            session.notices.append(f"Token {new.info.serial} added.")
+            return _redirect(request, user_url(name))
+        self.sessions.keep_token(session, PendingToken(
+            user_name=name, serial=new.info.serial, uri=Secret(new.uri),
+            kept_until=self.clock.seconds() + PROVISIONING_KEPT_FOR))
+        return _redirect(request, user_url(name, "new-token"))
+
+    @app.route("/users/<path:name>/new-token", methods=["GET"], endpoint="new_token")
+    def new_token(self, request, name: str):
+        session = self._signed_in(request, ADMIN)
+        pending = self.sessions.pop_token(session, name)
+        if pending is None:
+            session.notices.append("The token's QR code is shown only once.")
+            return _redirect(request, user_url(name))
+        uri = pending.uri.reveal().decode("utf-8")
+        svg = segno.make(uri, error="m").svg_inline(
+            scale=5, dark="#000", light="#fff", title=f"QR code of token {pending.serial}",
+            svgclass="qr")
+        return self._render(request, "new_token.html", session=session,
+                            title=f"New token for {name}", nav="users", user_name=name,
+                            serial=pending.serial, uri=uri, qr=Markup(svg))
+
+    @app.route("/users/<path:name>/delete-token", methods=["POST"], endpoint="delete_token")
+    async def delete_token(self, request, name: str):
+        serial = _args(request).get("serial", "")
+        return await self._user_action(request, name, lambda s: self.accounts.delete_token(
+            name, serial, actor=self._actor(s), now=self._now()),
+            f"Token {serial} deleted.")
+
+    # --- emergency access ----------------------------------------------------------------
+
+    @app.route("/users/<path:name>/emergency", methods=["POST"], endpoint="issue_set")
+    async def issue_set(self, request, name: str):
+        session = self._signed_in(request, ADMIN)
+        values = _args(request)
+        settings = await self.run_db(self.store.load_settings)
+        wanted = forms.issue_request(values, settings, name)
+        reason = (values.get("reason") or "").strip()[:200]
+        prepared, has_pin = await self.run_db(lambda: self._issue(
+            name, count=wanted.count, lifetime=wanted.lifetime, actor=self._actor(session),
+            reason=reason, now=self._now()))
+        self._keep_codes(session, prepared, has_pin)
+        return _redirect(request, user_url(name, "codes"))
+
+    @app.route("/users/<path:name>/codes", methods=["GET"], endpoint="codes_page")
+    def codes_page(self, request, name: str):
+        session = self._signed_in(request, ADMIN)
+        pending = self.sessions.codes(session, name)
+        if pending is None:
+            return _redirect(request, user_url(name))
+        return self._render(request, "codes.html", session=session, nav="users",
+                            title=f"Emergency codes for {name}", pending=pending,
+                            export_url=user_url(name, "export"),
+                            print_url=user_url(name, "print"),
+                            done_url=user_url(name, "done"), back_url=user_url(name))
+
+    @app.route("/users/<path:name>/print", methods=["GET"], endpoint="print_codes")
+    def print_codes(self, request, name: str):
+        session = self._signed_in(request, ADMIN)
+        pending = self.sessions.codes(session, name)
+        if pending is None:
+            return _redirect(request, user_url(name))
+        return self._render(request, "print.html", session=session, pending=pending,
+                            title=f"Emergency codes for {name}", back_url=user_url(name, "codes"))
+
+    @app.route("/users/<path:name>/export", methods=["POST"], endpoint="export_codes")
+    def export_codes(self, request, name: str):
+        session = self._signed_in(request, ADMIN)
+        return self._export(request, self.sessions.codes(session, name), user_url(name))
+
+    @app.route("/users/<path:name>/done", methods=["POST"], endpoint="forget_codes")
+    def forget_codes(self, request, name: str):
+        session = self._signed_in(request, ADMIN)
+        self.sessions.drop_codes(session, name)
+        return _redirect(request, user_url(name))
+
+    @app.route("/users/<path:name>/revoke", methods=["POST"], endpoint="revoke_set")
+    async def revoke_set(self, request, name: str):
+        session = self._signed_in(request, ADMIN)
+        await self.run_db(lambda: issuing.revoke_set(
+            self.store, user_name=name, actor=self._actor(session),
+            reason="revoked by an admin", node=self.node, now=self._now()))
+        self.sessions.drop_codes(session, name)
+        session.notices.append("Emergency access ended: the remaining codes no longer work.")
+        return _redirect(request, user_url(name))
+
+    # --- self-service settings -----------------------------------------------------------
+
+    @app.route("/settings", methods=["GET"], endpoint="settings_page")
+    async def settings_page(self, request):
+        return await self._settings_form(request, None)
+
+    async def _settings_form(self, request, form: forms.FormInvalid | None) -> str:
+        session = self._signed_in(request, ADMIN)
+        settings = await self.run_db(self.store.load_settings)
+        current = {name: settings.as_text()[key] for name, key in forms.SETTINGS_FIELDS.items()}
+        if form is not None:
+            current.update({name: form.values.get(name, "")
+                            for name in forms.SETTINGS_FIELDS})
+        return self._render(request, "settings.html", session=session,
+                            title="Self-Service Settings", nav="settings",
+                            status=400 if form else 200, current=current,
+                            errors=form.errors if form else {})
+
+    @app.route("/settings", methods=["POST"], endpoint="save_settings")
+    async def save_settings(self, request):
+        session = self._signed_in(request, ADMIN)
+        values = _args(request)
+
+        def save() -> int:
+            # Every field is checked before the first is saved: nothing half-saved.
+            changes = forms.settings_changes(values, self.store.load_settings())
+            for key, text in changes.items():
+                self.accounts.set_setting(key, text, actor=self._actor(session),
+                                          now=self._now())
+            return len(changes)
+
+        changed = await self.run_db(save)
+        session.notices.append("Settings saved." if changed else "Nothing to change.")
+        return _redirect(request, "/settings")
+
+    # --- audit log -----------------------------------------------------------------------
+
+    @app.route("/audit", methods=["GET"], endpoint="audit_page")
+    async def audit_page(self, request):
+        return await self._audit_form(request, None)
+
+    async def _audit_form(self, request, form: forms.FormInvalid | None) -> str:
+        session = self._signed_in(request, ADMIN)
+        values = _args(request)
+        wanted = forms.audit_filter({} if form else values)
+        offset = (wanted.page - 1) * forms.PAGE_SIZE
+        since = self._now() - wanted.since if wanted.since is not None else None
+        records = await self.run_db(lambda: self.store.list_audit(
+            user_name=wanted.user, since=since, action=wanted.action, result=wanted.result,
+            limit=forms.PAGE_SIZE + 1, offset=offset))
+        has_next = len(records) > forms.PAGE_SIZE
+        return self._render(
+            request, "audit.html", session=session, title="Audit log", nav="audit",
+            status=400 if form else 200, records=records[:forms.PAGE_SIZE],
+            page=wanted.page, has_next=has_next, filters=form.values if form else values,
+            results=forms.AUDIT_RESULTS, errors=form.errors if form else {},
+            page_url=lambda n: "/audit?" + urlencode({**wanted.query, "page": n}),
+            csv_url="/audit.csv" + ("?" + urlencode(wanted.query) if wanted.query else ""),
+            detail_text=lambda detail: ", ".join(f"{k}={v}" for k, v in sorted(detail.items())))
+
+    @app.route("/audit.csv", methods=["GET"], endpoint="audit_csv")
+    async def audit_csv(self, request):
+        self._signed_in(request, ADMIN)
+        wanted = forms.audit_filter(_args(request))
+        since = self._now() - wanted.since if wanted.since is not None else None
+        records = await self.run_db(lambda: self.store.list_audit(
+            user_name=wanted.user, since=since, action=wanted.action, result=wanted.result,
+            limit=AUDIT_CSV_LIMIT))
+        out = io.StringIO()
+        writer = csv.writer(out, lineterminator="\r\n")  # RFC 4180
+        writer.writerow(["id", "at", "action", "result", "actor", "user", "reason", "client",
+                         "nas_address", "node", "detail"])
+        for record in records:
+            event = record.event
+            writer.writerow([csv_cell(v) for v in (
+                record.id, event.at.astimezone(UTC).isoformat(), event.action, event.result,
+                event.actor, event.user_name, event.reason, event.client, event.nas_address,
+                event.node, json.dumps(dict(event.detail), sort_keys=True, default=str))])
+        request.setHeader(b"Content-Type", b"text/csv; charset=utf-8")
+        request.setHeader(b"Content-Disposition", b'attachment; filename="radiusd-audit.csv"')
+        return out.getvalue().encode("utf-8")
+
+    # =====================================================================================
+    # Self-service console
+    # =====================================================================================
+
+    async def _policy(self) -> Settings:
+        """The policy, refusing when the console is off.
+
+        Raises:
+            SelfServiceOff: ``self_service.enabled`` is false.
+        """
+        settings = await self.run_db(self.store.load_settings)
+        if not settings.self_service_enabled:
+            raise SelfServiceOff("Self-service is turned off. Contact your help desk for "
+                                 "help with your token.")
+        return settings
+
+    async def _user_may_request(self) -> Settings:
+        """Raises SelfServiceOff: the console is off, or users may not request codes."""
+        settings = await self._policy()
+        if not settings.allow_user_request:
+            raise SelfServiceOff("Your administrator must issue emergency codes for you: "
+                                 "contact your help desk. Nothing was issued.")
+        return settings
+
+    def _self_actor(self, session: Session) -> str:
+        return f"self-service:{session.principal}"
+
+    @app.route("/self-service/sign-in", methods=["GET"], endpoint="self_service_sign_in_page")
+    async def self_service_sign_in_page(self, request):
+        session = self._open_session(request, SELF_SERVICE)
+        if session.is_signed_in:
+            return _redirect(request, HOME_URL[SELF_SERVICE])
+        return await self._self_sign_in_form(request, None)
+
+    async def _self_sign_in_form(self, request, form: forms.FormInvalid | None) -> str:
+        session = self._open_session(request, SELF_SERVICE)
+        await self._policy()
+        return self._render(request, "sign_in.html", area=SELF_SERVICE, session=session,
+                            status=400 if form else 200, has_admin=True,
+                            action=SIGN_IN_URL[SELF_SERVICE], title="Self-Service sign in",
+                            errors=form.errors if form else {},
+                            values=form.values if form else {})
+
+    @app.route("/self-service/sign-in", methods=["POST"], endpoint="self_service_sign_in")
+    async def self_service_sign_in(self, request):
+        await self._policy()
+        return await self._sign_in(request, SELF_SERVICE, "self_sign_in")
+
+    @app.route("/self-service/sign-out", methods=["POST"], endpoint="self_service_sign_out")
+    def self_service_sign_out(self, request):
+        return self._sign_out(request, SELF_SERVICE)
+
+    @app.route("/self-service/", methods=["GET"], endpoint="self_service_home")
+    async def self_service_home(self, request):
+        session = self._signed_in(request, SELF_SERVICE)
+        settings = await self._policy()
+        name = session.principal
+
+        def load():
+            return self.store.get_user(name), self.store.get_emergency_set(name)
+
+        user, emergency = await self.run_db(load)
+        return self._render(request, "self_home.html", area=SELF_SERVICE, session=session,
+                            title="My token", user=user,
+                            emergency=_set_view(emergency, self._now()), settings=settings,
+                            has_codes=self.sessions.codes(session, name) is not None)
+
+    @app.route("/self-service/troubleshoot", methods=["GET"],
+               endpoint="self_service_troubleshoot")
+    async def self_service_troubleshoot(self, request):
+        session = self._signed_in(request, SELF_SERVICE)
+        settings = await self._policy()
+        return self._render(request, "self_troubleshoot.html", area=SELF_SERVICE,
+                            session=session, title="Troubleshoot", settings=settings)
+
+    @app.route("/self-service/emergency", methods=["GET"], endpoint="self_service_confirm")
+    async def self_service_confirm(self, request):
+        session = self._signed_in(request, SELF_SERVICE)
+        settings = await self._user_may_request()
+        name = session.principal
+        user, emergency = await self.run_db(
+            lambda: (self.store.get_user(name), self.store.get_emergency_set(name)))
+        now = self._now()
+        return self._render(request, "self_confirm.html", area=SELF_SERVICE,
+                            session=session, title="Emergency access", settings=settings,
+                            user=user, valid_until=now + settings.lifetime,
+                            emergency=_set_view(emergency, now))
+
+    @app.route("/self-service/emergency", methods=["POST"], endpoint="self_service_issue")
+    async def self_service_issue(self, request):
+        session = self._signed_in(request, SELF_SERVICE)
+        await self._user_may_request()
+        prepared, has_pin = await self.run_db(lambda: self._issue(
+            session.principal, count=None, lifetime=None, actor=self._self_actor(session),
+            reason="token unavailable or misplaced", now=self._now()))
+        self._keep_codes(session, prepared, has_pin)
+        return _redirect(request, "/self-service/codes")
+
+    @app.route("/self-service/codes", methods=["GET"], endpoint="self_service_codes")
+    async def self_service_codes(self, request):
+        session = self._signed_in(request, SELF_SERVICE)
+        await self._policy()
+        pending = self.sessions.codes(session, session.principal)
+        if pending is None:
+            return _redirect(request, HOME_URL[SELF_SERVICE])
+        return self._render(request, "codes.html", area=SELF_SERVICE, session=session,
+                            title="Your emergency codes", pending=pending,
+                            export_url="/self-service/export", print_url="/self-service/print",
+                            done_url="/self-service/done", back_url="/self-service/")
+
+    @app.route("/self-service/print", methods=["GET"], endpoint="self_service_print")
+    async def self_service_print(self, request):
+        session = self._signed_in(request, SELF_SERVICE)
+        await self._policy()
+        pending = self.sessions.codes(session, session.principal)
+        if pending is None:
+            return _redirect(request, HOME_URL[SELF_SERVICE])
+        return self._render(request, "print.html", area=SELF_SERVICE, session=session,
+                            pending=pending, title="Your emergency codes",
+                            back_url="/self-service/codes")
+
+    @app.route("/self-service/export", methods=["POST"], endpoint="self_service_export")
+    async def self_service_export(self, request):
+        session = self._signed_in(request, SELF_SERVICE)
+        await self._policy()
+        return self._export(request, self.sessions.codes(session, session.principal),
+                            HOME_URL[SELF_SERVICE])
+
+    @app.route("/self-service/done", methods=["POST"], endpoint="self_service_done")
+    def self_service_done(self, request):
+        session = self._signed_in(request, SELF_SERVICE)
+        self.sessions.drop_codes(session, session.principal)
+        return _redirect(request, HOME_URL[SELF_SERVICE])
+
+    @app.route("/self-service/found", methods=["POST"], endpoint="self_service_found")
+    async def self_service_found(self, request):
+        session = self._signed_in(request, SELF_SERVICE)
+        await self._policy()
+        try:
+            await self.run_db(lambda: issuing.revoke_set(
+                self.store, user_name=session.principal, actor=self._self_actor(session),
+                reason="token found", node=self.node, now=self._now()))
+        except NotFound:
+            session.notices.append("Emergency access was not on: nothing to end.")
+        else:
+            session.notices.append("Welcome back. Emergency access has ended: your codes no "
+                                   "longer work. Sign in with your PIN and your token.")
+        self.sessions.drop_codes(session, session.principal)
+        return _redirect(request, HOME_URL[SELF_SERVICE])

@@ -1,0 +1,161 @@
+"""In-memory harness for the web consoles (like ``treq.testing`` and structlog's
+``testing.py``): the real ``AdminWeb`` on a real Store, driven through
+``treq.testing.StubTreq`` with a synchronous ``run_db`` and a ``task.Clock``.
+
+For tests only (needs the ``test`` extra: treq).
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Callable, Mapping
+
+from treq.testing import StubTreq
+from twisted.internet import defer, task
+from twisted.python.failure import Failure
+
+from admin_web.app import AdminWeb
+from radiusd.accounts import Accounts
+from radiusd.crypto import Keys
+from radiusd.model import RandomSource, Secret
+
+START = 1_800_000_000.0  # 2027-01-15: a fixed "now" for every test
+_CSRF = re.compile(r'name="csrf" value="([0-9a-f]+)"')
+
+
+def synchronous_run_db(fn: Callable[..., Any], *args: Any) -> defer.Deferred:
+    """``run_db`` for tests: runs ``fn`` at once (STYLE §5)."""
+    return defer.maybeDeferred(fn, *args)
+
+
+@dataclass
+class Page:
+    """One response: status, headers, body."""
+
+    code: int
+    headers: Mapping[str, list[str]]
+    content: bytes
+
+    @property
+    def text(self) -> str:
+        return self.content.decode("utf-8")
+
+    @property
+    def location(self) -> str | None:
+        values = self.headers.get("location")
+        return values[0] if values else None
+
+    def header(self, name: str) -> str | None:
+        values = self.headers.get(name.lower())
+        return values[0] if values else None
+
+    @property
+    def csrf(self) -> str:
+        match = _CSRF.search(self.text)
+        assert match is not None, "no CSRF token on this page"
+        return match.group(1)
+
+
+@dataclass
+class WebClient:
+    """A cookie-keeping client of one resource; every call returns a ``Page`` at once."""
+
+    resource: Any
+    cookies: dict[str, str] = field(default_factory=dict)
+    csrf: str | None = None  # the last CSRF token seen on a page
+
+    def __post_init__(self):
+        self.stub = StubTreq(self.resource)
+
+    def _wait(self, d: defer.Deferred) -> Any:
+        results: list = []
+        d.addBoth(results.append)
+        self.stub.flush()
+        assert results, "the request did not finish"
+        if isinstance(results[0], Failure):
+            results[0].raiseException()
+        return results[0]
+
+    def request(self, method: str, path: str, data: Mapping[str, str] | None = None,
+                *, csrf: bool | str = True, follow: bool = False) -> Page:
+        """Send; for a POST, ``csrf=True`` adds the last token seen, a str sends that."""
+        headers = {}
+        if self.cookies:
+            headers["Cookie"] = "; ".join(f"{k}={v}" for k, v in self.cookies.items())
+        body = dict(data or {})
+        if method == "POST" and csrf is not False:
+            body.setdefault("csrf", self.csrf if csrf is True else csrf)
+            body = {k: v for k, v in body.items() if v is not None}
+        response = self._wait(self.stub.request(
+            method, "http://localhost" + path, headers=headers,
+            data=body if method == "POST" else None, allow_redirects=False))
+        content = self._wait(response.content())
+        raw = {k.decode().lower(): [v.decode("latin-1") for v in vs]
+               for k, vs in response.headers.getAllRawHeaders()}
+        for cookie in raw.get("set-cookie", []):
+            name, _, rest = cookie.partition("=")
+            value = rest.split(";", 1)[0]
+            if "max-age=0" in cookie.lower() or not value:
+                self.cookies.pop(name, None)
+            else:
+                self.cookies[name] = value
+        page = Page(code=response.code, headers=raw, content=content)
+        match = _CSRF.search(content.decode("utf-8", "replace"))
+        if match:
+            self.csrf = match.group(1)
+        if follow and page.location:
+            return self.get(page.location)
+        return page
+
+    def get(self, path: str, *, follow: bool = False) -> Page:
+        return self.request("GET", path, follow=follow)
+
+    def post(self, path: str, data: Mapping[str, str] | None = None, *,
+             csrf: bool | str = True, follow: bool = False) -> Page:
+        return self.request("POST", path, data, csrf=csrf, follow=follow)
+
+
+@dataclass
+class Console:
+    """The consoles on a Store, with the pieces a test needs to look behind them."""
+
+    web: AdminWeb
+    store: Any
+    accounts: Accounts
+    clock: task.Clock
+
+    def client(self) -> WebClient:
+        return WebClient(self.web.resource())
+
+    def now(self) -> datetime:
+        return datetime.fromtimestamp(self.clock.seconds(), UTC)
+
+    def add_admin(self, name: str = "root", password: str = "correct horse battery") -> None:
+        self.accounts.add_admin(name, Secret(password), actor="cli", now=self.now())
+
+    def signed_in(self, name: str = "root", password: str = "correct horse battery",
+                  area: str = "admin") -> WebClient:
+        """A client signed in as ``name`` (admin, or self-service user)."""
+        client = self.client()
+        prefix = "/self-service" if area != "admin" else ""
+        client.get(f"{prefix}/sign-in")
+        page = client.post(f"{prefix}/sign-in", {"name": name, "password": password})
+        assert page.code == 303, page.text
+        client.get(page.location)
+        return client
+
+
+def make_console(store, *, random: RandomSource = secrets.token_bytes,
+                 run_db: Callable[..., defer.Deferred] = synchronous_run_db,
+                 master_key: bytes = b"\x07" * 32, node: str = "test-node") -> Console:
+    """The consoles on ``store`` (already migrated) at a fixed time."""
+    clock = task.Clock()
+    clock.advance(START)
+    keys = Keys.from_master(master_key)
+    accounts = Accounts(store, keys, random, node)
+    web = AdminWeb(store=store, keys=keys, accounts=accounts, run_db=run_db, clock=clock,
+                   random=random, node=node)
+    return Console(web=web, store=store, accounts=accounts, clock=clock)
