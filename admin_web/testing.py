@@ -150,12 +150,13 @@ class Console:
 
 def make_console(store, *, random: RandomSource = secrets.token_bytes,
                  run_db: Callable[..., defer.Deferred] = synchronous_run_db,
-                 master_key: bytes = b"\x07" * 32, node: str = "test-node") -> Console:
+                 master_key: bytes = b"\x07" * 32, node: str = "test-node",
+                 is_tls: bool = False) -> Console:
     """The consoles on ``store`` (already migrated) at a fixed time."""
     clock = task.Clock()
     clock.advance(START)
     keys = Keys.from_master(master_key)
     accounts = Accounts(store, keys, random, node)
     web = AdminWeb(store=store, keys=keys, accounts=accounts, run_db=run_db, clock=clock,
-                   random=random, node=node)
+                   random=random, node=node, is_tls=is_tls)
     return Console(web=web, store=store, accounts=accounts, clock=clock)

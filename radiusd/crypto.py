@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import os
 from dataclasses import dataclass
 
 from cryptography.exceptions import InvalidTag
@@ -62,7 +61,7 @@ class Keys:
     # --- token seeds: AES-256-GCM, bound to their owner and serial ---------------------
 
     def seal_seed(self, seed: bytes, owner: str, serial: str,
-                  random: RandomSource = os.urandom) -> bytes:
+                  random: RandomSource) -> bytes:
         """Encrypt a token seed; ``owner``/``serial`` are bound as associated data."""
         nonce = random(_NONCE_BYTES)
         aead = AESGCM(self.seed_key.reveal())
@@ -86,7 +85,7 @@ class Keys:
 
     # --- PINs: keyed hash with a per-user salt ----------------------------------------
 
-    def hash_pin(self, pin: Secret, random: RandomSource = os.urandom) -> bytes:
+    def hash_pin(self, pin: Secret, random: RandomSource) -> bytes:
         """``salt || HMAC-SHA256(pin_key, salt || pin)``: 48 bytes to store."""
         salt = random(_SALT_BYTES)
         return salt + hmac.digest(self.pin_key.reveal(), salt + pin.reveal(), "sha256")
@@ -121,7 +120,7 @@ def _seed_aad(owner: str, serial: str) -> bytes:
 _SCRYPT_N, _SCRYPT_R, _SCRYPT_P = 2**14, 8, 1
 
 
-def hash_password(password: Secret, random: RandomSource = os.urandom) -> str:
+def hash_password(password: Secret, random: RandomSource) -> str:
     """``scrypt$N$r$p$salthex$hashhex`` (RFC 7914 via ``cryptography``)."""
     salt = random(_SALT_BYTES)
     digest = Scrypt(salt=salt, length=32, n=_SCRYPT_N, r=_SCRYPT_R, p=_SCRYPT_P).derive(

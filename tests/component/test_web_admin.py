@@ -563,3 +563,67 @@ def test_dashboard_counts_users_sets_uses_and_rejects(console, admin):
 def test_static_stylesheet_is_served():
     css = (Path(web_app.__file__).parent / "static" / "style.css").read_bytes()
     assert b"@media print" in css and len(css) < 20_000
+
+
+# --- serving -----------------------------------------------------------------------------------
+
+
+def test_cookies_are_secure_over_tls(store):
+    console = make_console(store, is_tls=True)
+    assert "Secure" in console.client().get("/sign-in").header("set-cookie")
+
+
+def _config(tmp_path, web_port: int, extra: str = ""):
+    from radiusd.config import load_config
+    from support import write_server_config
+
+    return load_config(write_server_config(tmp_path, port=18120, secret="s" * 20,
+                                           web_port=web_port, extra=extra))
+
+
+def test_start_admin_web_listens_on_the_configured_address(tmp_path, store):
+    from twisted.internet.testing import MemoryReactorClock
+
+    from admin_web.server import start_admin_web
+    from radiusd.crypto import Keys
+
+    reactor = MemoryReactorClock()
+    keys = Keys.from_master(b"\x01" * 32)
+    assert start_admin_web(_config(tmp_path / "off", 0), reactor, store=store, keys=keys,
+                           run_db=None, node="n") is None
+    start_admin_web(_config(tmp_path / "on", 18080), reactor, store=store, keys=keys,
+                    run_db=None, node="n")
+    [(port, site, _backlog, interface)] = reactor.tcpServers
+    assert (port, interface) == (18080, "127.0.0.1")
+    assert site.displayTracebacks is False
+
+
+def test_start_admin_web_serves_https_when_a_certificate_is_configured(tmp_path, store):
+    import datetime as dt
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+    from twisted.internet.testing import MemoryReactorClock
+
+    from admin_web.server import start_admin_web
+    from radiusd.crypto import Keys
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = dt.datetime.now(dt.UTC)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+            .public_key(key.public_key()).serial_number(1).not_valid_before(now)
+            .not_valid_after(now + dt.timedelta(days=1)).sign(key, hashes.SHA256()))
+    tmp_path.mkdir(exist_ok=True)
+    (tmp_path / "cert.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    (tmp_path / "key.pem").write_bytes(key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption()))
+    reactor = MemoryReactorClock()
+    start_admin_web(_config(tmp_path, 18443, 'tls_cert = "cert.pem"\ntls_key = "key.pem"\n'),
+                    reactor, store=store, keys=Keys.from_master(b"\x01" * 32), run_db=None,
+                    node="n")
+    [(port, _site, _context, _backlog, interface)] = reactor.sslServers
+    assert (port, interface) == (18443, "127.0.0.1")
