@@ -215,8 +215,25 @@ class RunningServer:
     pool: ThreadPool
 
 
+def reuse_port_socket(host: str, port: int) -> socket.socket:
+    """A UDP socket bound with SO_REUSEPORT: N worker processes each bind one to the same
+    address and the kernel spreads the flows (a client's source port stays on one worker;
+    receipts cover the rest)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_DGRAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind((host, port))
+        sock.setblocking(False)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
 def start_server(config: Config, reactor, store: Store, keys: Keys, *,
-                 debug: bool = False, node: str | None = None) -> RunningServer:
+                 debug: bool = False, node: str | None = None,
+                 reuse_port: bool = False) -> RunningServer:
     """Wire everything and listen. Raises CannotListenError if a port is taken."""
     pool = ThreadPool(minthreads=1, maxthreads=db_threads(config), name="radiusd-db")
     pool.start()
@@ -240,8 +257,14 @@ def start_server(config: Config, reactor, store: Store, keys: Keys, *,
     for address in config.radius.listen:
         protocol = RadiusProtocol(clients=clients, handlers=HANDLERS, ctx=ctx, clock=reactor,
                                   cache=ReplyCache(ttl=30.0), debug=debug)
-        ports.append(reactor.listenUDP(address.port, protocol, interface=address.host,
-                                       maxPacketSize=4096))
+        if reuse_port:
+            sock = reuse_port_socket(address.host, address.port)
+            ports.append(reactor.adoptDatagramPort(sock.fileno(), sock.family, protocol,
+                                                   maxPacketSize=4096))
+            sock.close()  # Twisted holds its own duplicate of the descriptor
+        else:
+            ports.append(reactor.listenUDP(address.port, protocol, interface=address.host,
+                                           maxPacketSize=4096))
     return RunningServer(ports=ports, ctx=ctx, pool=pool)
 
 
@@ -256,12 +279,23 @@ def _begin_logging(debug: bool) -> None:
     globalLogBeginner.beginLoggingTo([observer], redirectStandardIO=False)
 
 
-def serve(config: Config, *, debug: bool = False) -> int:
-    """``radiusd serve``: init, listen, run until SIGTERM/SIGINT. Returns the exit code."""
+def serve(config: Config, *, debug: bool = False, workers: int = 1,
+          worker_index: int | None = None, ready_fd: int | None = None) -> int:
+    """``radiusd serve``: init, listen, run until SIGTERM/SIGINT. Returns the exit code.
+
+    With ``workers`` > 1 this process only supervises: it migrates once, starts N worker
+    processes (``worker_index`` 0..N-1) that share the RADIUS port with SO_REUSEPORT, and
+    forwards SIGTERM/SIGINT to them. Worker 0 also serves the admin web.
+    """
+    if workers > 1 and worker_index is None:
+        return _supervise(config, debug=debug, workers=workers)
     from twisted.internet import reactor
     from twisted.internet.error import CannotListenError
 
-    created, store = initialise(config)
+    if worker_index is None:
+        created, store = initialise(config)
+    else:
+        created, store = False, open_store(config, pool_size=db_threads(config))
     keys = open_keys(config)
     _begin_logging(debug)
     for key, message in config.warnings:
@@ -272,22 +306,92 @@ def serve(config: Config, *, debug: bool = False) -> int:
 
     def go() -> None:
         try:
-            server = start_server(config, reactor, store, keys, debug=debug)
-        except CannotListenError as exc:
-            log.critical("cannot listen on {address}:{port}: {error}",
-                         address=exc.interface, port=exc.port, error=str(exc.socketError))
+            server = start_server(config, reactor, store, keys, debug=debug,
+                                  reuse_port=worker_index is not None)
+        except (CannotListenError, OSError) as exc:
+            log.critical("cannot listen for RADIUS: {error}", error=str(exc))
             exit_code[0] = 1
             reactor.stop()
             return
         listening = ", ".join(f"{p.getHost().host}:{p.getHost().port}" for p in server.ports)
-        log.info("radiusd ready: RADIUS on {listening}, {clients} client(s), database {db}",
-                 listening=listening, clients=len(config.clients), db=_safe_url(config))
+        if worker_index is None:
+            log.info("radiusd ready: RADIUS on {listening}, {clients} client(s), database "
+                     "{db}", listening=listening, clients=len(config.clients),
+                     db=_safe_url(config))
+        else:
+            log.info("worker {index} ready: RADIUS on {listening}", index=worker_index,
+                     listening=listening)
+        if ready_fd is not None:
+            os.write(ready_fd, b"r")
+            os.close(ready_fd)
 
     reactor.callWhenRunning(go)
     reactor.addSystemEventTrigger("after", "shutdown", store.close)
     reactor.run()
     log.info("radiusd stopped")
     return exit_code[0]
+
+
+def _supervise(config: Config, *, debug: bool, workers: int) -> int:
+    """Run ``workers`` worker processes until a signal; a worker that dies stops them all
+    (exit 1) so the service manager restarts a whole, consistent server."""
+    import select
+    import signal
+    import subprocess
+    import time
+
+    created, store = initialise(config)  # migrate once, before the workers open it
+    store.close()
+    _begin_logging(debug)
+    if created:
+        log.info("created key file {path}", path=str(config.keys.path))
+    read_end, write_end = os.pipe()
+    command = [sys.executable, "-m", "radiusd.cli", "--config", str(config.path), "serve",
+               *(["-X"] if debug else []), "--ready-fd", str(write_end), "--worker-index"]
+    children = [subprocess.Popen([*command, str(index)], pass_fds=(write_end,))
+                for index in range(workers)]
+    os.close(write_end)
+    stopping = [False]
+
+    def stop(signum, frame) -> None:
+        stopping[0] = True
+        for child in children:
+            if child.poll() is None:
+                child.send_signal(signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    ready, deadline = 0, time.monotonic() + 60
+    while ready < workers and not stopping[0] and time.monotonic() < deadline:
+        if any(child.poll() is not None for child in children):
+            break
+        if select.select([read_end], [], [], 0.2)[0]:
+            chunk = os.read(read_end, workers)
+            if not chunk:
+                break
+            ready += len(chunk)
+    os.close(read_end)
+    if ready == workers:
+        listening = ", ".join(str(address) for address in config.radius.listen)
+        log.info("radiusd ready: {workers} workers sharing RADIUS on {listening}, database "
+                 "{db}", workers=workers, listening=listening, db=_safe_url(config))
+    elif not stopping[0]:
+        log.critical("only {ready} of {workers} workers started", ready=ready,
+                     workers=workers)
+        stop(None, None)
+    exit_code = 0
+    while any(child.poll() is None for child in children):
+        for child in children:
+            if child.poll() is not None and child.returncode != 0 and not stopping[0]:
+                log.critical("worker {pid} exited with {code}: stopping all workers",
+                             pid=child.pid, code=child.returncode)
+                stop(None, None)
+                exit_code = 1
+        time.sleep(0.1)
+    if not stopping[0] or ready < workers:
+        exit_code = 1
+    log.info("radiusd stopped")
+    return exit_code
 
 
 def _safe_url(config: Config) -> str:

@@ -63,6 +63,10 @@ def build_parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="serve RADIUS (and the admin web)")
     serve.add_argument("-X", "--debug", action="store_true",
                        help="log every packet decoded (User-Password never shown)")
+    serve.add_argument("--workers", type=_positive_int, default=1,
+                       help="N processes sharing the RADIUS port (SO_REUSEPORT)")
+    serve.add_argument("--worker-index", type=int, default=None, help=argparse.SUPPRESS)
+    serve.add_argument("--ready-fd", type=int, default=None, help=argparse.SUPPRESS)
     commands.add_parser("check-config", help="validate the config; list every problem")
 
     user = commands.add_parser("user", help="manage users").add_subparsers(
@@ -209,7 +213,10 @@ class Commands:
 
     def serve(self, args) -> int:
         from radiusd.app import serve
-        return serve(self.config, debug=args.debug)
+        if not 1 <= args.workers <= 64:
+            raise UsageError(f"--workers must be 1–64, not {args.workers}")
+        return serve(self.config, debug=args.debug, workers=args.workers,
+                     worker_index=args.worker_index, ready_fd=args.ready_fd)
 
     # --- users ---------------------------------------------------------------------------
 
