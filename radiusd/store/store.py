@@ -30,7 +30,8 @@ from alembic.config import Config as AlembicConfig
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import (Boolean, ColumnElement, Connection, Engine, FromClause, Integer, Row,
-                        and_, case, create_engine, delete, event, func, insert, literal, null,
+                        and_, bindparam, case, create_engine, delete, event, func, insert,
+                        literal, null,
                         or_, select, text, update)
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -69,6 +70,55 @@ _CODE_HASH_BYTES = 32
 
 # revoked_reason of the sets a new set replaces (issue_emergency_set).
 SUPERSEDED = "superseded"
+
+
+# --- the one-time effects: compare-and-set statements, built once ---------------------------
+
+# AdvanceToken: a step/counter is accepted once, across servers.
+_ADVANCE_TOKEN = (update(tokens)
+                  .where(tokens.c.id == bindparam("advance_token_id"),
+                         tokens.c.last_used < bindparam("value"))
+                  .values(last_used=bindparam("new_value")))
+
+# RecordFailure: one atomic UPDATE, so two servers counting at once never lose a count. The
+# right-hand sides read the row as it was, hence the count spelled twice.
+_FAILURE_COUNT = case((bindparam("restart", type_=Boolean()), literal(1, Integer())),
+                      else_=users.c.failures + 1)
+_RECORD_FAILURE = (update(users).where(users.c.id == bindparam("failing_user_id")).values(
+    failures=case((bindparam("restart_again", type_=Boolean()), literal(1, Integer())),
+                  else_=users.c.failures + 1),
+    locked_at=case(
+        (_FAILURE_COUNT >= bindparam("max_failures", type_=Integer()),
+         bindparam("at", type_=UTCDateTime())),
+        # An expired lock is over: it must not linger beside count 1.
+        (bindparam("restart_lock", type_=Boolean()), null()),
+        else_=users.c.locked_at)))
+
+_RESET_FAILURES = (update(users)
+                   .where(users.c.id == bindparam("reset_user_id"),
+                          or_(users.c.failures != 0, users.c.locked_at.is_not(None)))
+                   .values(failures=0, locked_at=None))
+
+# UseEmergencyCode: one conditional UPDATE (STYLE §5): of racing requests, on one server or
+# several, exactly one sees used_at IS NULL. The set must still be active at `at`: a
+# revoke or expiry between load and apply wins over the code.
+_USE_CODE = (update(emergency_code)
+             .where(emergency_code.c.id == bindparam("code_id"),
+                    emergency_code.c.set_id == bindparam("code_set_id"),
+                    emergency_code.c.used_at.is_(None),
+                    select(literal(1))
+                    .where(emergency_set.c.id == bindparam("active_set_id"),
+                           emergency_set.c.revoked_at.is_(None),
+                           emergency_set.c.expires_at > bindparam("at", type_=UTCDateTime()))
+                    .exists())
+             .values(used_at=bindparam("used_at"), used_client=bindparam("used_client")))
+_NOTE_CODE_USE = (update(emergency_set).where(emergency_set.c.id == bindparam("used_set_id"))
+                  .values(last_used_at=bindparam("last_used_at"),
+                          last_used_client=bindparam("last_used_client")))
+
+
+# Enum construction by value is slow on the request path: a plain dict look-up instead.
+_TOKEN_KINDS = {kind.value: kind for kind in TokenKind}
 
 
 class _LostRace(Exception):
@@ -561,7 +611,7 @@ class Store:
                 pin_hash=None if first.pin_hash is None else bytes(first.pin_hash),
                 failures=first.failures, locked_at=first.locked_at,
                 tokens=tuple(
-                    Token(id=row.token_id, serial=row.serial, kind=TokenKind(row.kind),
+                    Token(id=row.token_id, serial=row.serial, kind=_TOKEN_KINDS[row.kind],
                           digits=row.digits, period=row.period,
                           sealed_seed=bytes(row.sealed_seed), last_used=row.last_used,
                           algorithm=row.algorithm)
@@ -630,7 +680,7 @@ class Store:
         if not rows:
             raise NotFound(f"no user {user_name!r}")
         return [TokenInfo(id=row.id, user_name=user_name, serial=row.serial,
-                          kind=TokenKind(row.kind), digits=row.digits, period=row.period,
+                          kind=_TOKEN_KINDS[row.kind], digits=row.digits, period=row.period,
                           last_used=row.last_used, created_at=row.created_at)
                 for row in rows if row.id is not None]
 
@@ -965,55 +1015,33 @@ class Store:
 
     @staticmethod
     def _commit(connection: Connection, commit: Commit) -> None:
+        # The statements are built once (module level, bound parameters): on the request
+        # path SQLAlchemy then only looks up the compiled form and binds values.
         match commit:
             case AdvanceToken(token_id=token_id, value=value):
-                result = connection.execute(
-                    update(tokens)
-                    .where(tokens.c.id == token_id, tokens.c.last_used < value)
-                    .values(last_used=value))
+                result = connection.execute(_ADVANCE_TOKEN,
+                                            {"advance_token_id": token_id, "value": value,
+                                             "new_value": value})
                 if result.rowcount != 1:
                     raise _LostRace()
             case RecordFailure(user_id=user_id, at=at, max_failures=max_failures,
                                restart=restart):
-                # One atomic UPDATE, so two servers counting at once never lose a count. The
-                # right-hand sides read the row as it was, hence the count spelled twice.
-                is_restart = literal(restart, Boolean())
-                count: ColumnElement[int] = case((is_restart, literal(1, Integer())),
-                                                 else_=users.c.failures + 1)
-                connection.execute(
-                    update(users).where(users.c.id == user_id).values(
-                        failures=count,
-                        locked_at=case(
-                            (count >= max_failures, literal(at, UTCDateTime())),
-                            # An expired lock is over: it must not linger beside count 1.
-                            (is_restart, null()),
-                            else_=users.c.locked_at)))
+                connection.execute(_RECORD_FAILURE,
+                                   {"failing_user_id": user_id, "restart": restart,
+                                    "restart_again": restart, "restart_lock": restart,
+                                    "max_failures": max_failures, "at": at})
             case ResetFailures(user_id=user_id):
-                connection.execute(
-                    update(users)
-                    .where(users.c.id == user_id,
-                           or_(users.c.failures != 0, users.c.locked_at.is_not(None)))
-                    .values(failures=0, locked_at=None))
+                connection.execute(_RESET_FAILURES, {"reset_user_id": user_id})
             case UseEmergencyCode(code_id=code_id, set_id=set_id, at=at, client=client):
-                # One conditional UPDATE (STYLE §5): of racing requests, on one server or
-                # several, exactly one sees used_at IS NULL. The set must still be active
-                # at `at`: a revoke or expiry between load and apply wins over the code.
-                is_set_active = (
-                    select(literal(1))
-                    .where(emergency_set.c.id == set_id,
-                           emergency_set.c.revoked_at.is_(None),
-                           emergency_set.c.expires_at > at)
-                    .exists())
-                result = connection.execute(
-                    update(emergency_code)
-                    .where(emergency_code.c.id == code_id, emergency_code.c.set_id == set_id,
-                           emergency_code.c.used_at.is_(None), is_set_active)
-                    .values(used_at=at, used_client=client))
+                result = connection.execute(_USE_CODE,
+                                            {"code_id": code_id, "code_set_id": set_id,
+                                             "active_set_id": set_id, "at": at,
+                                             "used_at": at, "used_client": client})
                 if result.rowcount != 1:
                     raise _LostRace()
-                connection.execute(
-                    update(emergency_set).where(emergency_set.c.id == set_id)
-                    .values(last_used_at=at, last_used_client=client))
+                connection.execute(_NOTE_CODE_USE,
+                                   {"used_set_id": set_id, "last_used_at": at,
+                                    "last_used_client": client})
             case RevokeEmergencySet(set_id=set_id, at=at, reason=reason):
                 connection.execute(Store._revoke_set(set_id, at, reason))
             case _:
