@@ -426,11 +426,7 @@ class AdminWeb:
         return self._dummy_hash
 
     def _has_admin(self) -> bool:
-        count_admins = getattr(self.store, "count_admins", None)
-        if count_admins is not None:
-            return count_admins() > 0
-        # TODO(#4): drop this fallback once Store.count_admins() lands.
-        return bool(self.store.list_audit(action="admin.add", limit=1))
+        return self.store.count_admins() > 0
 
     def _check_sign_in(self, area: str, name: str, password: Secret, client: str,
                        now: datetime, is_throttled: bool) -> str | None:
@@ -609,12 +605,13 @@ class AdminWeb:
     @app.route("/users", methods=["POST"], endpoint="create_user")
     async def create_user(self, request):
         session = self._signed_in(request, ADMIN)
+        now = self._now()
         values = _args(request)
         new = forms.new_user(values)
         try:
             await self.run_db(lambda: self.accounts.add_user(
                 new.name, pin=new.pin, password=new.password, actor=self._actor(session),
-                now=self._now()))
+                now=now))
         except UsageError as exc:  # AlreadyExists, or a rule the form does not know
             raise forms.FormInvalid("users", {"name": _plain(str(exc))}, values) from None
         session.notices.append(f"User {new.name} created.")
@@ -645,12 +642,14 @@ class AdminWeb:
                             errors=form.errors if form else {},
                             values=form.values if form else {})
 
-    async def _user_action(self, request, name: str, work: Callable[[Session], Any],
-                           notice: str, field: str = "") -> bytes:
-        """Run one account operation for ``name`` and come back to the user page."""
+    async def _user_action(self, request, name: str,
+                           work: Callable[[str, datetime], Any], notice: str,
+                           field: str = "") -> bytes:
+        """Run one account operation (``work(actor, now)``, in the DB pool) for ``name`` and
+        come back to the user page."""
         session = self._signed_in(request, ADMIN)
         try:
-            await self.run_db(work, session)
+            await self.run_db(work, self._actor(session), self._now())
         except NotFound:
             raise
         except UsageError as exc:
@@ -662,41 +661,46 @@ class AdminWeb:
     @app.route("/users/<path:name>/pin", methods=["POST"], endpoint="set_pin")
     async def set_pin(self, request, name: str):
         pin = forms.pin(_args(request), name)
-        return await self._user_action(request, name, lambda s: self.accounts.set_pin(
-            name, pin, actor=self._actor(s), now=self._now()), "PIN set.", "pin")
+        return await self._user_action(request, name, lambda actor, now: self.accounts.set_pin(
+            name, pin, actor=actor, now=now), "PIN set.", "pin")
 
     @app.route("/users/<path:name>/clear-pin", methods=["POST"], endpoint="clear_pin")
     async def clear_pin(self, request, name: str):
-        return await self._user_action(request, name, lambda s: self.accounts.set_pin(
-            name, None, actor=self._actor(s), now=self._now()), "PIN cleared.", "pin")
+        return await self._user_action(request, name, lambda actor, now: self.accounts.set_pin(
+            name, None, actor=actor, now=now), "PIN cleared.", "pin")
 
     @app.route("/users/<path:name>/unlock", methods=["POST"], endpoint="unlock_user")
     async def unlock_user(self, request, name: str):
-        return await self._user_action(request, name, lambda s: self.accounts.unlock(
-            name, actor=self._actor(s), now=self._now()), "User unlocked.")
+        return await self._user_action(request, name, lambda actor, now: self.accounts.unlock(
+            name, actor=actor, now=now), "User unlocked.")
 
     @app.route("/users/<path:name>/disable", methods=["POST"], endpoint="disable_user")
     async def disable_user(self, request, name: str):
-        return await self._user_action(request, name, lambda s: self.accounts.set_disabled(
-            name, True, actor=self._actor(s), now=self._now()), "User disabled.")
+        return await self._user_action(request, name, lambda actor, now: self.accounts.set_disabled(
+            name, True, actor=actor, now=now), "User disabled.")
 
     @app.route("/users/<path:name>/enable", methods=["POST"], endpoint="enable_user")
     async def enable_user(self, request, name: str):
-        return await self._user_action(request, name, lambda s: self.accounts.set_disabled(
-            name, False, actor=self._actor(s), now=self._now()), "User enabled.")
+        return await self._user_action(request, name, lambda actor, now: self.accounts.set_disabled(
+            name, False, actor=actor, now=now), "User enabled.")
 
     @app.route("/users/<path:name>/password", methods=["POST"], endpoint="set_password")
     async def set_password(self, request, name: str):
         password = forms.password(_args(request), name)
-        return await self._user_action(request, name, lambda s: self.accounts.set_password(
-            name, password, actor=self._actor(s), now=self._now()),
+        return await self._user_action(request, name, lambda actor, now: self.accounts.set_password(
+            name, password, actor=actor, now=now),
             "Self-service password set.", "password")
 
     @app.route("/users/<path:name>/delete", methods=["POST"], endpoint="delete_user")
     async def delete_user(self, request, name: str):
         session = self._signed_in(request, ADMIN)
+        values = _args(request)
+        if values.get("confirm") != "yes":
+            raise forms.FormInvalid("user", {"confirm": "Tick the box to confirm."}, values,
+                                    name)
+        now = self._now()
         await self.run_db(lambda: self.accounts.delete_user(name, actor=self._actor(session),
-                                                            now=self._now()))
+                                                            now=now))
         self.sessions.drop_codes(session, name)
         session.notices.append(f"User {name} deleted.")
         return _redirect(request, "/users")
@@ -706,13 +710,14 @@ class AdminWeb:
     @app.route("/users/<path:name>/tokens", methods=["POST"], endpoint="add_token")
     async def add_token(self, request, name: str):
         session = self._signed_in(request, ADMIN)
+        now = self._now()
         values = _args(request)
         token = forms.new_token(values, name)
         try:
             new = await self.run_db(lambda: self.accounts.add_token(
                 name, kind=token.kind, secret=token.secret, digits=token.digits,
                 period=token.period, serial=token.serial, actor=self._actor(session),
-                now=self._now()))
+                now=now))
         except NotFound:
             raise
         except UsageError as exc:
@@ -745,8 +750,8 @@ class AdminWeb:
     @app.route("/users/<path:name>/delete-token", methods=["POST"], endpoint="delete_token")
     async def delete_token(self, request, name: str):
         serial = _args(request).get("serial", "")
-        return await self._user_action(request, name, lambda s: self.accounts.delete_token(
-            name, serial, actor=self._actor(s), now=self._now()),
+        return await self._user_action(request, name, lambda actor, now: self.accounts.delete_token(
+            name, serial, actor=actor, now=now),
             f"Token {serial} deleted.")
 
     # --- emergency access ----------------------------------------------------------------
@@ -754,13 +759,14 @@ class AdminWeb:
     @app.route("/users/<path:name>/emergency", methods=["POST"], endpoint="issue_set")
     async def issue_set(self, request, name: str):
         session = self._signed_in(request, ADMIN)
+        now = self._now()
         values = _args(request)
         settings = await self.run_db(self.store.load_settings)
         wanted = forms.issue_request(values, settings, name)
         reason = (values.get("reason") or "").strip()[:200]
         prepared, has_pin = await self.run_db(lambda: self._issue(
             name, count=wanted.count, lifetime=wanted.lifetime, actor=self._actor(session),
-            reason=reason, now=self._now()))
+            reason=reason, now=now))
         self._keep_codes(session, prepared, has_pin)
         return _redirect(request, user_url(name, "codes"))
 
@@ -799,9 +805,10 @@ class AdminWeb:
     @app.route("/users/<path:name>/revoke", methods=["POST"], endpoint="revoke_set")
     async def revoke_set(self, request, name: str):
         session = self._signed_in(request, ADMIN)
+        now = self._now()
         await self.run_db(lambda: issuing.revoke_set(
             self.store, user_name=name, actor=self._actor(session),
-            reason="revoked by an admin", node=self.node, now=self._now()))
+            reason="revoked by an admin", node=self.node, now=now))
         self.sessions.drop_codes(session, name)
         session.notices.append("Emergency access ended: the remaining codes no longer work.")
         return _redirect(request, user_url(name))
@@ -827,6 +834,7 @@ class AdminWeb:
     @app.route("/settings", methods=["POST"], endpoint="save_settings")
     async def save_settings(self, request):
         session = self._signed_in(request, ADMIN)
+        now = self._now()
         values = _args(request)
 
         def save() -> int:
@@ -834,7 +842,7 @@ class AdminWeb:
             changes = forms.settings_changes(values, self.store.load_settings())
             for key, text in changes.items():
                 self.accounts.set_setting(key, text, actor=self._actor(session),
-                                          now=self._now())
+                                          now=now)
             return len(changes)
 
         changed = await self.run_db(save)
@@ -979,10 +987,11 @@ class AdminWeb:
     @app.route("/self-service/emergency", methods=["POST"], endpoint="self_service_issue")
     async def self_service_issue(self, request):
         session = self._signed_in(request, SELF_SERVICE)
+        now = self._now()
         await self._user_may_request()
         prepared, has_pin = await self.run_db(lambda: self._issue(
             session.principal, count=None, lifetime=None, actor=self._self_actor(session),
-            reason="token unavailable or misplaced", now=self._now()))
+            reason="token unavailable or misplaced", now=now))
         self._keep_codes(session, prepared, has_pin)
         return _redirect(request, "/self-service/codes")
 
@@ -1025,11 +1034,12 @@ class AdminWeb:
     @app.route("/self-service/found", methods=["POST"], endpoint="self_service_found")
     async def self_service_found(self, request):
         session = self._signed_in(request, SELF_SERVICE)
+        now = self._now()
         await self._policy()
         try:
             await self.run_db(lambda: issuing.revoke_set(
                 self.store, user_name=session.principal, actor=self._self_actor(session),
-                reason="token found", node=self.node, now=self._now()))
+                reason="token found", node=self.node, now=now))
         except NotFound:
             session.notices.append("Emergency access was not on: nothing to end.")
         else:

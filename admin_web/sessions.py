@@ -115,8 +115,12 @@ class SessionStore:
         now = self.clock.seconds()
         self._expire(now)
         while len(self._sessions) >= self.max_sessions:
-            # The least recently seen goes first (dicts keep insertion order; get() re-inserts).
-            del self._sessions[next(iter(self._sessions))]
+            # The least recently seen anonymous session goes first (dicts keep insertion
+            # order and get() re-inserts), so a flood of sign-in page views cannot push
+            # signed-in people out; only then the least recently seen of all.
+            victim = next((s for s in self._sessions.values() if not s.is_signed_in),
+                          next(iter(self._sessions.values())))
+            self.end(victim)
         session = Session(id=self._token(), area=area, csrf=self._token(), last_seen=now)
         self._sessions[session.id] = session
         return session

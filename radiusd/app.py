@@ -23,11 +23,12 @@ from twisted.logger import (FilteringLogObserver, LogLevel, LogLevelFilterPredic
 from twisted.python.failure import Failure
 from twisted.python.threadpool import ThreadPool
 
+from admin_web.server import start_admin_web
 from radiusd.clients import ClientTable
 from radiusd.config import Config
 from radiusd.crypto import Keys
 from radiusd.dedup import ReplyCache
-from radiusd.errors import NotInitialised, StoreUnavailable
+from radiusd.errors import ConfigError, NotInitialised, StoreUnavailable
 from radiusd.handlers import HANDLERS
 from radiusd.handlers.access_request import authenticate_batch
 from radiusd.handlers.context import HandlerContext, SettingsCache, StoreHealth
@@ -302,6 +303,10 @@ def serve(config: Config, *, debug: bool = False, workers: int = 1,
         log.warn("config warning: {key}: {message}", key=key, message=message)
     if created:
         log.info("created key file {path}", path=str(config.keys.path))
+    if config.admin_web.listen is not None and worker_index in (None, 0) \
+            and store.count_admins() == 0:
+        log.info("no admin of the web console yet: create the first one with "
+                 "`radiusd admin add NAME --password-stdin`")
     exit_code = [0]
 
     def go() -> None:
@@ -313,6 +318,21 @@ def serve(config: Config, *, debug: bool = False, workers: int = 1,
             exit_code[0] = 1
             reactor.stop()
             return
+        if worker_index in (None, 0):
+            # Web sessions live in one process's memory: only one worker serves the web.
+            try:
+                web = start_admin_web(config, reactor, store=store, keys=keys,
+                                      run_db=server.ctx.run_db, node=server.ctx.node)
+            except (CannotListenError, OSError, ConfigError) as exc:
+                log.critical("cannot start the admin web: {error}", error=str(exc))
+                exit_code[0] = 1
+                reactor.stop()
+                return
+            if web is not None:
+                host = web.getHost()
+                scheme = "https" if config.admin_web.tls_cert else "http"
+                shown = f"[{host.host}]" if ":" in host.host else host.host
+                log.info("admin web on {url}", url=f"{scheme}://{shown}:{host.port}/")
         listening = ", ".join(f"{p.getHost().host}:{p.getHost().port}" for p in server.ports)
         if worker_index is None:
             log.info("radiusd ready: RADIUS on {listening}, {clients} client(s), database "

@@ -1131,6 +1131,12 @@ class Store:
             self._insert_audit(connection, audit)
         return admin_id
 
+    def count_admins(self) -> int:
+        """How many admins of the web console exist."""
+        with self._transaction() as connection:
+            return int(connection.execute(
+                select(func.count()).select_from(admins)).scalar_one())
+
     def get_admin_password_hash(self, name: str) -> str | None:
         """An admin's password hash, for the web console's sign-in.
 

@@ -120,6 +120,17 @@ def test_sign_in_gets_a_new_session_id(console):
     assert old.get("/").code == 303
 
 
+def test_a_flood_of_anonymous_sessions_does_not_sign_anyone_out(store):
+    console = make_console(store)
+    console.add_admin()
+    console.web.sessions.max_sessions = 5
+    admin = console.signed_in()
+    for _ in range(20):
+        console.client().get("/sign-in")
+    assert len(console.web.sessions) == 5
+    assert admin.get("/").code == 200
+
+
 def test_sign_out_ends_the_session(console, admin):
     cookies = dict(admin.cookies)
     assert admin.post("/sign-out").location == "/sign-in"
@@ -318,7 +329,9 @@ def test_user_page_actions_change_the_user(console, admin):
     actions = [e.action for e in reversed(_audit(console, user_name="carol"))]
     assert actions == ["user.add", "user.set_pin", "user.clear_pin", "user.disable",
                        "user.enable", "user.set_password", "user.unlock"]
-    assert admin.post("/users/carol/delete").location == "/users"
+    page = admin.post("/users/carol/delete")
+    assert page.code == 400 and 'id="f-confirm-error">Tick the box' in page.text
+    assert admin.post("/users/carol/delete", {"confirm": "yes"}).location == "/users"
     assert console.store.count_users() == 0
 
 

@@ -3,10 +3,13 @@
 downloads are used over RADIUS.
 
 Never ``playwright install``: the browser is the system's ``/usr/bin/chromium``
-(DEVELOPERS.md). The screenshots of the main pages go to ``docs/screenshots/`` (README).
+(DEVELOPERS.md). The screenshots of the main pages go to ``tests/artifacts/screenshots/``;
+with ``RADIUSD_UPDATE_SCREENSHOTS=1`` to ``docs/screenshots/``, the ones the README shows.
 """
 
 from __future__ import annotations
+
+import os
 
 import re
 import time
@@ -23,7 +26,8 @@ from system.conftest import SECRET
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
-SCREENSHOTS = REPO / "docs" / "screenshots"
+SCREENSHOTS = (REPO / "docs" / "screenshots" if os.environ.get("RADIUSD_UPDATE_SCREENSHOTS")
+               == "1" else REPO / "tests" / "artifacts" / "screenshots")
 VIEWPORT = {"width": 1100, "height": 800}
 ADMIN, ADMIN_PASSWORD = "root", "correct horse battery staple"
 CODE_LINE = re.compile(r"^\s*\d+\. (\d+)$", re.M)
@@ -54,8 +58,11 @@ def server(tmp_path_factory):
 def browser():
     if not CHROMIUM.exists():
         missing_part("chromium not found: apt-get install chromium")
-    sync_api = pytest.importorskip("playwright.sync_api")
-    with sync_api.sync_playwright() as playwright:
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        missing_part("playwright not installed: make install-test")
+    with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         yield browser
         browser.close()
