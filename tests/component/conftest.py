@@ -51,3 +51,12 @@ def store(empty_store) -> Store:
     """A Store on a migrated, empty database."""
     empty_store.migrate()
     return empty_store
+
+
+@pytest.fixture()
+def sqlite_store(tmp_path) -> Iterator[Store]:
+    """A Store on a migrated SQLite file (the tests that need only one database)."""
+    store = Store.open(f"sqlite:///{tmp_path / 'radiusd.db'}")
+    store.migrate()
+    yield store
+    store.close()

@@ -21,17 +21,13 @@ from admin_web.testing import make_console
 from radiusd.emergency import issuing
 from radiusd.errors import StoreUnavailable
 from radiusd.model import Secret
-from radiusd.store import Store
 
 ADMIN_PASSWORD = "correct horse battery"
 
 
 @pytest.fixture()
-def store(tmp_path):
-    store = Store.open(f"sqlite:///{tmp_path / 'radiusd.db'}")
-    store.migrate()
-    yield store
-    store.close()
+def store(sqlite_store):
+    return sqlite_store
 
 
 @pytest.fixture()

@@ -8,17 +8,13 @@ import pytest
 from admin_web.testing import make_console
 from radiusd.emergency import issuing
 from radiusd.model import Secret
-from radiusd.store import Store
 
 PASSWORD = "alice-self-service"
 
 
 @pytest.fixture()
-def store(tmp_path):
-    store = Store.open(f"sqlite:///{tmp_path / 'radiusd.db'}")
-    store.migrate()
-    yield store
-    store.close()
+def store(sqlite_store):
+    return sqlite_store
 
 
 @pytest.fixture()
