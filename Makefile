@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 CONFIG ?= config/radiusd.toml
 
-.PHONY: install install-test run test test-fast clean
+.PHONY: install install-test run test test-fast bench clean
 
 install: $(VENV)/.installed
 
@@ -30,6 +30,12 @@ test: install-test
 # Everything but the tests that start processes or browsers.
 test-fast: install-test
 	$(BIN)/python -m pytest -m "not system" $(PYTEST_ARGS)
+
+# Load radiusd (and FreeRADIUS) and report req/s, latency, lost and bad replies (README,
+# "Performance"). make has no long options of its own: pass them in BENCH, e.g.
+#   make bench BENCH="--vs-freeradius --pin"
+bench: install
+	$(BIN)/python -m radiusd.bench $(BENCH)
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis
