@@ -151,9 +151,12 @@ class EmergencySet:
     codes: tuple[EmergencyCode, ...] = ()
     last_used_at: datetime | None = None
     last_used_client: str | None = None
+    unused_count: int | None = None  # set when ``codes`` holds only the candidate code
 
     @property
     def codes_left(self) -> int:
+        if self.unused_count is not None:
+            return self.unused_count
         return sum(1 for code in self.codes if code.used_at is None)
 
     def is_active(self, now: datetime) -> bool:

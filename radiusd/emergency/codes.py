@@ -20,6 +20,7 @@ import hmac
 from typing import Iterable
 
 from radiusd.crypto import Keys
+from radiusd.passcode import split_passcode
 from radiusd.model import EmergencyCode, EmergencySet, RandomSource, Secret
 
 # SPEC "Self-service policy": emergency.codes_per_set 1–100, emergency.code_length 6–12.
@@ -157,3 +158,16 @@ def _draw_digits(random: RandomSource, length: int) -> bytes:
 
 def _is_one_repeated_digit(code: bytes) -> bool:
     return code.count(code[:1]) == len(code)
+
+
+def candidate_hash(keys: Keys, emergency: EmergencySet, password: bytes) -> bytes | None:
+    """The keyed hash the passcode's code part would have in ``emergency``, or None when
+    the passcode cannot hold a code of this set (too short, not digits).
+
+    The request path looks up only this hash instead of reading every code of the set;
+    ``find_code`` then decides as usual on what was found.
+    """
+    parts = split_passcode(password, emergency.code_length)
+    if parts is None:
+        return None
+    return keys.code_hash(emergency.id, emergency.user_id, parts[1])

@@ -12,13 +12,14 @@ the NAS fails over (FreeRADIUS: backend timeout → do not respond).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Sequence
 
 from twisted.logger import Logger
 
 from radiusd.decide import Origin, decide_access
+from radiusd.emergency.codes import candidate_hash
 from radiusd.errors import StoreUnavailable
 from radiusd.handlers.context import HandlerContext, Response
 from radiusd.model import (Accept, AuditEvent, Client, PacketCode, RadiusRequest, Receipt,
@@ -71,11 +72,12 @@ def _from_receipt(receipt: Receipt) -> Verdict:
 
 
 def _receipt(key: bytes, verdict: Verdict, now: datetime) -> Receipt | None:
-    if not verdict.commits:
-        return None  # nothing one-time happened: a retransmission may be decided again
-    code = PacketCode.ACCESS_ACCEPT if isinstance(verdict, Accept) else PacketCode.ACCESS_REJECT
-    messages = verdict.reply_messages if isinstance(verdict, Accept) else ()
-    return Receipt(key=key, code=code, reply_messages=tuple(messages),
+    """An Accept that used a one-time effect leaves a receipt; nothing else does: a
+    retransmitted Reject decided again on another server is rejected again."""
+    if not isinstance(verdict, Accept) or not verdict.commits:
+        return None
+    return Receipt(key=key, code=PacketCode.ACCESS_ACCEPT,
+                   reply_messages=tuple(verdict.reply_messages),
                    expires_at=now + RECEIPT_LIFETIME)
 
 
@@ -89,11 +91,28 @@ class Pending:
     now: datetime
 
 
+def _emergency_candidates(ctx: HandlerContext, batch: Sequence[Pending],
+                          subjects) -> list[tuple[str, bytes] | None]:
+    """Per request, ``(set_id, code_hash)`` of the emergency code its passcode may hold."""
+    candidates: list[tuple[str, bytes] | None] = []
+    for item in batch:
+        subject = subjects.get(item.request.user_name) if item.request.user_name else None
+        emergency = subject.emergency if subject is not None else None
+        password = item.request.password
+        if emergency is None or password is None:
+            candidates.append(None)
+            continue
+        code_hash = candidate_hash(ctx.keys, emergency, password.reveal())
+        candidates.append(None if code_hash is None else (emergency.id, code_hash))
+    return candidates
+
+
 def authenticate_batch(ctx: HandlerContext, batch: Sequence[Pending]) -> list[Verdict]:
     """Decide and commit the Access-Requests of one group commit (runs in a DB thread).
 
-    One query for receipts, two for the users, one transaction (one fsync) for every
-    request's effects, audit row and receipt; each request keeps its own compare-and-set
+    One query for receipts, two for the users and their emergency sets (headers only), one
+    for the candidate emergency codes (by keyed hash), one transaction (one fsync) for
+    every request's effects, audit row and receipt; each request keeps its own compare-and-set
     check (``Store.apply_batch``).
 
     Raises:
@@ -104,7 +123,10 @@ def authenticate_batch(ctx: HandlerContext, batch: Sequence[Pending]) -> list[Ve
     settings = ctx.settings.get(batch[0].now)
     subjects = ctx.store.load_subjects(
         [item.request.user_name for item, key in zip(batch, keys)
-         if key not in found and item.request.user_name])
+         if key not in found and item.request.user_name], with_codes=False)
+    candidates = _emergency_candidates(ctx, batch, subjects)
+    codes = ctx.store.find_emergency_codes(
+        [candidate for candidate in candidates if candidate is not None])
     verdicts: list[Verdict | None] = [None] * len(batch)
     to_apply: list[int] = []
     effects = []
@@ -116,6 +138,11 @@ def authenticate_batch(ctx: HandlerContext, batch: Sequence[Pending]) -> list[Ve
             verdicts[index] = _from_receipt(found[key])
             continue
         subject = subjects.get(item.request.user_name) if item.request.user_name else None
+        if subject is not None and subject.emergency is not None:
+            # The set as loaded holds no codes; give it the one this passcode may be.
+            code = codes.get(candidates[index]) if candidates[index] else None
+            subject = replace(subject, emergency=replace(
+                subject.emergency, codes=(code,) if code is not None else ()))
         verdict = decide_access(item.request, subject, settings, ctx.keys, item.now,
                                 origin_of(ctx, item.client, item.source[0]))
         verdicts[index] = verdict

@@ -19,6 +19,7 @@ import json
 import math
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import replace
 from datetime import date, datetime, timedelta
 from enum import Enum
 from functools import lru_cache
@@ -113,7 +114,8 @@ _USE_CODE = (update(emergency_code)
                     .exists())
              .values(used_at=bindparam("used_at"), used_client=bindparam("used_client")))
 _NOTE_CODE_USE = (update(emergency_set).where(emergency_set.c.id == bindparam("used_set_id"))
-                  .values(last_used_at=bindparam("last_used_at"),
+                  .values(codes_left=emergency_set.c.codes_left - 1,
+                          last_used_at=bindparam("last_used_at"),
                           last_used_client=bindparam("last_used_client")))
 
 
@@ -577,9 +579,14 @@ class Store:
         """
         return self.load_subjects([name]).get(name)
 
-    def load_subjects(self, names: Sequence[str]) -> dict[str, Subject]:
+    def load_subjects(self, names: Sequence[str], *,
+                      with_codes: bool = True) -> dict[str, Subject]:
         """``load_subject`` for many users at once (the batched request path): two queries
         whatever the number of names. Unknown names are absent from the result.
+
+        With ``with_codes=False`` each emergency set comes without its codes (``codes=()``,
+        ``unused_count`` set): the request path then fetches only the candidate code
+        (``find_emergency_codes``) instead of reading the whole set.
 
         Raises:
             StoreUnavailable, NotInitialised: as ``load_subject``.
@@ -599,7 +606,8 @@ class Store:
             rows = connection.execute(query).all()
             if not rows:
                 return {}
-            sets = self._latest_emergency_sets(connection, users.c.name.in_(wanted))
+            sets = self._latest_emergency_sets(connection, users.c.name.in_(wanted),
+                                               with_codes=with_codes)
         by_user: dict[int, list[Row]] = {}
         for row in rows:
             by_user.setdefault(row.id, []).append(row)
@@ -761,7 +769,7 @@ class Store:
                 issued_at=emergency.issued_at, expires_at=emergency.expires_at,
                 issued_by=emergency.issued_by, reason=emergency.reason,
                 revoked_at=emergency.revoked_at, revoked_reason=emergency.revoked_reason,
-                last_used_at=None, last_used_client=None))
+                last_used_at=None, last_used_client=None, codes_left=len(code_hashes)))
             if code_hashes:
                 connection.execute(insert(emergency_code), [
                     {"set_id": emergency.id, "position": position,
@@ -1179,9 +1187,10 @@ class Store:
                 .values(revoked_at=at, revoked_reason=reason))
 
     @staticmethod
-    def _latest_emergency_sets(connection: Connection,
-                               user: ColumnElement[bool]) -> dict[int, EmergencySet]:
-        """``_latest_emergency_set`` for every user matching ``user``, by user id."""
+    def _latest_emergency_sets(connection: Connection, user: ColumnElement[bool], *,
+                               with_codes: bool = True) -> dict[int, EmergencySet]:
+        """``_latest_emergency_set`` for every user matching ``user``, by user id (without
+        their codes when ``with_codes`` is false)."""
         candidate = emergency_set.alias("candidate")
         latest_id = (
             select(candidate.c.id)
@@ -1191,11 +1200,13 @@ class Store:
             .limit(1)
             .correlate(users)
             .scalar_subquery())
-        return Store._emergency_sets(
-            connection,
-            users.join(emergency_set, and_(emergency_set.c.user_id == users.c.id,
-                                           emergency_set.c.id == latest_id)),
-            user)
+        joined = users.join(emergency_set, and_(emergency_set.c.user_id == users.c.id,
+                                                emergency_set.c.id == latest_id))
+        if not with_codes:
+            rows = connection.execute(select(emergency_set).select_from(joined).where(user))
+            return {row.user_id: replace(Store._set_from_rows([row], with_codes=False),
+                                         unused_count=row.codes_left) for row in rows}
+        return Store._emergency_sets(connection, joined, user)
 
     @staticmethod
     def _latest_emergency_set(connection: Connection,
@@ -1228,8 +1239,32 @@ class Store:
         sets = (Store._set_from_rows(rows) for rows in by_set.values())
         return {found.user_id: found for found in sets}
 
+    def find_emergency_codes(self, candidates: Sequence[tuple[str, bytes]]
+                             ) -> dict[tuple[str, bytes], EmergencyCode]:
+        """The codes matching ``(set_id, code_hash)`` candidates: one indexed query.
+
+        Returns:
+            ``{(set_id, code_hash): EmergencyCode}`` for the candidates that exist.
+        """
+        if not candidates:
+            return {}
+        wanted = set(candidates)
+        with self._transaction() as connection:
+            rows = connection.execute(
+                select(emergency_code.c.id, emergency_code.c.set_id,
+                       emergency_code.c.position, emergency_code.c.code_hash,
+                       emergency_code.c.used_at)
+                .where(emergency_code.c.code_hash.in_(sorted({h for _, h in wanted})))).all()
+        found = {}
+        for row in rows:
+            key = (row.set_id, bytes(row.code_hash))
+            if key in wanted:
+                found[key] = EmergencyCode(id=row.id, position=row.position,
+                                           code_hash=key[1], used_at=row.used_at)
+        return found
+
     @staticmethod
-    def _set_from_rows(rows: Sequence[Row]) -> EmergencySet:
+    def _set_from_rows(rows: Sequence[Row], *, with_codes: bool = True) -> EmergencySet:
         first = rows[0]
         return EmergencySet(
             id=first.id, user_id=first.user_id, code_length=first.code_length,
@@ -1238,7 +1273,7 @@ class Store:
             revoked_reason=first.revoked_reason,
             codes=tuple(EmergencyCode(id=row.code_id, position=row.position,
                                       code_hash=bytes(row.code_hash), used_at=row.used_at)
-                        for row in rows if row.code_id is not None),
+                        for row in rows if with_codes and row.code_id is not None),
             last_used_at=first.last_used_at, last_used_client=first.last_used_client)
 
     @staticmethod

@@ -143,6 +143,9 @@ emergency_set = Table(
     Column("revoked_reason", Text, nullable=True),
     Column("last_used_at", UTCDateTime, nullable=True),
     Column("last_used_client", Text, nullable=True),  # from the wire: Text, like audit_event
+    # Unused codes, kept by the UPDATE that records each use (the request path reads the
+    # header and one code, not the whole set).
+    Column("codes_left", Integer, nullable=False, server_default="0"),
     # Serves both the user's latest set (load_subject, the hot path) and the cascade from
     # users: an index on user_id alone would be a redundant prefix of this one.
     Index("ix_emergency_set_user_id_issued_at", "user_id", "issued_at"),
@@ -161,6 +164,8 @@ emergency_code = Table(
     # Its index (set_id, position) also serves lookups and the cascade by set_id alone.
     UniqueConstraint("set_id", "position"),
     CheckConstraint("position >= 1", name="position"),
+    # The request path finds the one code whose keyed hash matches (revision 0004).
+    Index("ix_emergency_code_code_hash", "code_hash"),
 )
 
 # --- retransmission receipts (issue 5; revision 0003) --------------------------------------

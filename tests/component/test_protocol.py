@@ -138,18 +138,28 @@ def test_new_authenticator_with_same_identifier_is_a_new_request(h):
 
 def test_after_the_cache_expires_the_receipt_answers_until_60_seconds(h):
     h.add_user("fay")
-    data = build_request(SECRET, "fay", "1234000000").RequestPacket()
+    data = build_request(SECRET, "fay", "1234" + h.code()).RequestPacket()
     h.send(data)
-    h.clock.advance(1.0)
     h.clock.advance(31.0)
     h.send(data)                       # memory entry expired (30 s): the DB receipt answers
-    h.clock.advance(1.0)
+    assert [raw[0] for raw, _ in h.transport.written] == [packet.AccessAccept] * 2
     assert len(h.auth_rows("fay")) == 1
-    assert [raw[0] for raw, _ in h.transport.written] == [packet.AccessReject] * 2
     h.clock.advance(60.0)
-    h.send(data)                       # receipt expired too: evaluated again
+    h.send(data)                       # receipt expired too: decided again, a replay now
     h.clock.advance(1.0)
-    assert len(h.auth_rows("fay")) == 2
+    assert h.transport.written[-1][0][0] == packet.AccessReject
+    assert [r.event.result for r in h.auth_rows("fay")] == ["reject", "accept"]
+
+
+def test_a_retransmitted_reject_is_decided_again_after_the_cache_expires(h):
+    h.add_user("ivy")
+    data = build_request(SECRET, "ivy", "1234000000").RequestPacket()
+    h.send(data)
+    h.clock.advance(1.0)               # the delayed Reject is sent (and cached 30 s)
+    h.clock.advance(31.0)
+    h.send(data)                       # no receipt for a Reject: decided (and counted) again
+    h.clock.advance(1.0)
+    assert len(h.auth_rows("ivy")) == 2
 
 
 def test_receipt_gives_a_second_server_the_same_accept(h, tmp_path):
