@@ -189,13 +189,15 @@ async def handle_access_request(request: RadiusRequest, client: Client,
         log.failure("internal error deciding for {user} from {client}; rejecting",
                     user=request.user_name, client=client.name)
         verdict = Reject(RejectReason.INTERNAL_ERROR)
+    # Each decision is in the audit trail; the log has it with -X (debug) only: at
+    # thousands of logins a second, a log line each cost ~7% of the server's time.
     match verdict:
         case Accept(reply_messages=messages):
-            log.info("Access-Accept for {user} from {client}", user=request.user_name,
-                     client=client.name)
+            log.debug("Access-Accept for {user} from {client}", user=request.user_name,
+                      client=client.name)
             return Response(PacketCode.ACCESS_ACCEPT, tuple(messages))
         case Reject(reason=reason):
-            log.info("Access-Reject for {user} from {client}: {reason}",
-                     user=request.user_name, client=client.name, reason=reason.value)
+            log.debug("Access-Reject for {user} from {client}: {reason}",
+                      user=request.user_name, client=client.name, reason=reason.value)
             return Response(PacketCode.ACCESS_REJECT, delay=ctx.reject_delay)
     return Response(PacketCode.ACCESS_REJECT, delay=ctx.reject_delay)  # fail closed
