@@ -243,11 +243,15 @@ class AdminWeb:
     log = Logger(namespace="radiusd.admin_web")
 
     def __init__(self, *, store, keys: Keys, accounts: Accounts, run_db: RunDb, clock,
-                 random: RandomSource, node: str, is_tls: bool = False):
+                 random: RandomSource, node: str, is_tls: bool = False,
+                 run_cpu: RunDb | None = None):
         self.store = store
         self.keys = keys
         self.accounts = accounts
         self.run_db = run_db
+        # Password hashing (scrypt, ~50 ms) runs here, never in the DB pool: on SQLite that
+        # pool is one thread, which RADIUS requests share.
+        self.run_cpu = run_cpu if run_cpu is not None else run_db
         self.clock = clock
         self.random = random
         self.node = node
@@ -428,28 +432,20 @@ class AdminWeb:
     def _has_admin(self) -> bool:
         return self.store.count_admins() > 0
 
-    def _check_sign_in(self, area: str, name: str, password: Secret, client: str,
-                       now: datetime, is_throttled: bool) -> str | None:
-        """In the DB pool: verify the password and write the audit row.
+    def _stored_password(self, area: str, name: str) -> tuple[str | None, bool]:
+        """In the DB pool: the stored password hash (None: no such account) and whether
+        the (self-service) user is disabled."""
+        try:
+            if area == ADMIN:
+                return self.store.get_admin_password_hash(name), False
+            stored = self.store.get_password_hash(name)
+            return stored, stored is not None and self.store.get_user(name).is_disabled
+        except NotFound:
+            return None, False
 
-        Returns:
-            None when signed in, else the reason (``throttled``, ``bad_credentials``,
-            ``disabled``) as written to the audit row.
-        """
-        reason: str | None
-        if is_throttled:
-            reason = "throttled"
-        else:
-            stored: str | None = None
-            try:
-                stored = (self.store.get_admin_password_hash(name) if area == ADMIN
-                          else self.store.get_password_hash(name))
-            except NotFound:
-                stored = None
-            is_valid = verify_password(password, stored or self._dummy()) and stored is not None
-            reason = None if is_valid else "bad_credentials"
-            if is_valid and area == SELF_SERVICE and self.store.get_user(name).is_disabled:
-                reason = "disabled"
+    def _audit_sign_in(self, area: str, name: str, reason: str | None, client: str,
+                       now: datetime) -> None:
+        """In the DB pool: the audit row of one sign-in attempt."""
         if area == ADMIN:
             event = AuditEvent(at=now, action="admin.sign_in",
                                result="ok" if reason is None else "reject",
@@ -462,6 +458,25 @@ class AdminWeb:
                                actor=f"self-service:{name}" if reason is None else "web",
                                user_name=name, reason=reason, client=client, node=self.node)
         self.store.write_audit(event)
+
+    async def _check_sign_in(self, area: str, name: str, password: Secret, client: str,
+                             now: datetime, is_throttled: bool) -> str | None:
+        """Verify the password and write the audit row.
+
+        Returns:
+            None when signed in, else the reason (``throttled``, ``bad_credentials``,
+            ``disabled``) as written to the audit row.
+        """
+        reason: str | None = "throttled"
+        if not is_throttled:
+            stored, is_disabled = await self.run_db(self._stored_password, area, name)
+            # Unknown names cost as much as wrong passwords: no timing oracle for names.
+            is_valid = await self.run_cpu(verify_password, password,
+                                          stored or self._dummy()) and stored is not None
+            reason = None if is_valid else "bad_credentials"
+            if is_valid and is_disabled:
+                reason = "disabled"
+        await self.run_db(self._audit_sign_in, area, name, reason, client, now)
         return reason
 
     async def _sign_in(self, request, area: str, page: str) -> bytes:
@@ -470,8 +485,8 @@ class AdminWeb:
         form = forms.sign_in(values, page)
         client = _client(request)
         is_throttled = self.throttle.is_blocked(area, form.name, client)
-        reason = await self.run_db(self._check_sign_in, area, form.name, form.password,
-                                   client, self._now(), is_throttled)
+        reason = await self._check_sign_in(area, form.name, form.password, client,
+                                           self._now(), is_throttled)
         if reason == "throttled":
             raise forms.FormInvalid(page, {"": "Too many failed sign-ins. Wait five minutes "
                                                "and try again."}, values)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import secrets
 from typing import Any, Awaitable, Callable
 
+from twisted.internet import threads
 from twisted.internet.interfaces import IListeningPort
 from twisted.web.server import Site
 
@@ -70,7 +71,8 @@ def start_admin_web(config: Config, reactor, *, store, keys: Keys,
     is_tls = web_config.tls_cert is not None and web_config.tls_key is not None
     web = AdminWeb(store=store, keys=keys, accounts=Accounts(store, keys, random, node),
                    run_db=run_db, clock=clock or reactor, random=random, node=node,
-                   is_tls=is_tls)
+                   is_tls=is_tls,
+                   run_cpu=lambda fn, *args: threads.deferToThread(fn, *args))
     site = build_site(web)
     address = web_config.listen
     if is_tls:
