@@ -38,23 +38,23 @@ class PacketDropped(RadiusdError):
 
 
 class MalformedPacket(PacketDropped):
-    pass
+    """Fails the rad_packet_ok() checks, or cannot be decoded."""
 
 
 class UnknownClient(PacketDropped):
-    pass
+    """The source address matches no [[clients]] entry (RFC 2865 §2)."""
 
 
 class BadMessageAuthenticator(PacketDropped):
-    pass
+    """The Message-Authenticator does not verify (RFC 3579 §3.2)."""
 
 
 class MissingMessageAuthenticator(PacketDropped):
-    pass
+    """Message-Authenticator required but absent (CVE-2024-3596)."""
 
 
 class UnexpectedPacketCode(PacketDropped):
-    pass
+    """Not Access-Request or Status-Server on the authentication port."""
 
 
 class StoreUnavailable(RadiusdError):
@@ -73,8 +73,8 @@ class UsageError(RadiusdError):
 
 
 class NotFound(UsageError):
-    pass
+    """An unknown user, token, set or admin."""
 
 
 class AlreadyExists(UsageError):
-    pass
+    """A duplicate user, token serial or admin."""
