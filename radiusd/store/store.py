@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import sqlite3
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -125,6 +126,11 @@ _NOTE_CODE_USE = (update(emergency_set).where(emergency_set.c.id == bindparam("u
 _TOKEN_KINDS = {kind.value: kind for kind in TokenKind}
 
 
+# WAL pages before SQLite checkpoints inside a commit (its default: 1,000); the server's
+# own checkpoint every second keeps the log far below this.
+_AUTOCHECKPOINT_PAGES = 20_000
+
+
 class _LostRace(Exception):
     """A compare-and-set commit matched no row: ``apply`` rolls everything back."""
 
@@ -189,6 +195,8 @@ class Store:
         # the moment it is free, instead of polling SQLite's busy handler (which sleeps
         # 1, 2, 5, 10 ... ms); other processes still meet busy_timeout.
         self._write_lock = threading.Lock() if self._is_sqlite else contextlib.nullcontext()
+        self._checkpoint_lock = threading.Lock()
+        self._checkpoint_connection: sqlite3.Connection | None = None
 
     # --- lifecycle -----------------------------------------------------------------------
 
@@ -264,6 +272,9 @@ class Store:
                 # WAL + FULL: a returned commit is on disk (STYLE §2 step 5).
                 cursor.execute("PRAGMA synchronous = FULL")
                 cursor.execute("PRAGMA foreign_keys = ON")  # tokens ON DELETE CASCADE
+                # Checkpoints run beside the request path (Store.checkpoint, every second);
+                # the automatic one, inside a commit, stays only as a safety net.
+                cursor.execute(f"PRAGMA wal_autocheckpoint = {_AUTOCHECKPOINT_PAGES}")
             finally:
                 cursor.close()
 
@@ -277,6 +288,10 @@ class Store:
 
     def close(self) -> None:
         """Close every pooled connection. The store must not be used afterwards."""
+        with self._checkpoint_lock:
+            if self._checkpoint_connection is not None:
+                self._checkpoint_connection.close()
+                self._checkpoint_connection = None
         self._engine.dispose()
 
     def __enter__(self) -> "Store":
@@ -1021,11 +1036,38 @@ class Store:
         savepoint.commit()
         return True
 
-    def prune_receipts(self, now: datetime) -> int:
-        """Delete expired receipts; returns how many."""
+    def checkpoint(self) -> None:
+        """SQLite: copy the write-ahead log into the database file (a PASSIVE checkpoint,
+        which never blocks readers or the writer), on a connection of its own.
+
+        Left to SQLite, the checkpoint runs inside whichever commit crosses the WAL size
+        threshold and stalls every login waiting behind it; the server calls this every
+        second from a thread of its own instead. A no-op on PostgreSQL.
+        """
+        if not self._is_sqlite:
+            return
+        with self._checkpoint_lock:
+            if self._checkpoint_connection is None:
+                path = self._url.database
+                self._checkpoint_connection = sqlite3.connect(
+                    path, timeout=1.0, check_same_thread=False, isolation_level=None)
+            try:
+                self._checkpoint_connection.execute("PRAGMA wal_checkpoint(PASSIVE)")
+            except sqlite3.Error as exc:
+                raise StoreUnavailable(f"database {self._safe_url}: checkpoint failed: "
+                                       f"{exc}") from None
+
+    def prune_receipts(self, now: datetime, limit: int = 5000) -> int:
+        """Delete at most ``limit`` expired receipts (oldest first); returns how many.
+
+        Bounded, so one call never holds the writer (and with it every login) for long;
+        the caller runs it every second.
+        """
+        expired = (select(receipt_table.c.key).where(receipt_table.c.expires_at <= now)
+                   .order_by(receipt_table.c.expires_at).limit(limit))
         with self._write() as connection:
             return connection.execute(
-                delete(receipt_table).where(receipt_table.c.expires_at <= now)).rowcount
+                delete(receipt_table).where(receipt_table.c.key.in_(expired))).rowcount
 
     @staticmethod
     def _commit(connection: Connection, commit: Commit) -> None:

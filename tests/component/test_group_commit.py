@@ -98,3 +98,29 @@ def test_a_failed_batch_fails_each_of_its_requests():
     group(1).addErrback(failures.append)
     group(2).addErrback(failures.append)
     assert len(failures) == 2 and all(f.check(RuntimeError) for f in failures)
+
+
+def test_under_a_steady_stream_small_batches_wait_briefly_for_company():
+    from twisted.internet.task import Clock
+    clock = Clock()
+    calls: list[list[int]] = []
+
+    def run_db(process, ctx, items):
+        calls.append(list(items))
+        return defer.succeed([None] * len(items))
+
+    group = GroupCommit(run_db, process=None, ctx=None, clock=clock, min_batch=4,
+                        gather=0.002)
+    group(1)                             # idle: dispatched at once
+    assert calls == [[1]]
+    group(2)                             # a batch just finished: wait for company
+    group(3)
+    assert calls == [[1]]
+    clock.advance(0.002)
+    assert calls == [[1], [2, 3]]
+    clock.advance(1.0)                   # idle again: no waiting
+    group(4)
+    assert calls == [[1], [2, 3], [4]]
+    for item in range(5, 9):             # min_batch reached: no waiting either
+        group(item)
+    assert calls[-1] == [5, 6, 7, 8]
