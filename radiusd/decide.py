@@ -24,7 +24,7 @@ from radiusd import otp
 from radiusd.crypto import Keys, SealError
 from radiusd.emergency.codes import find_code
 from radiusd.emergency.export import accepted_reply
-from radiusd.emergency.rules import check_perimeter
+from radiusd.emergency.rules import PerimeterResult, check_perimeter
 from radiusd.model import (Accept, AdvanceToken, Commit, EmergencySet, RadiusRequest,
                            RecordFailure, Reject, RejectReason, ResetFailures,
                            RevokeEmergencySet, Subject, Token, TokenKind, UseEmergencyCode)
@@ -47,6 +47,9 @@ class Origin:
     check: str = "nas"
     networks: tuple[netaddr.IPNetwork, ...] = ()
     ip_set: netaddr.IPSet = field(default_factory=netaddr.IPSet)
+    # check_nas_perimeter(nas_address) worked out in advance (it depends on nothing else):
+    # the shell keeps one Origin per NAS.
+    nas_perimeter: PerimeterResult | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,9 +190,12 @@ def _check_emergency(context: Context, emergency: EmergencySet, code: bytes) -> 
     if found.used_at is not None:
         return CodeCheck(is_match=False, reason=RejectReason.CODE_USED, detail=detail)
     origin = context.origin
-    perimeter = check_perimeter(check=origin.check, networks=origin.networks,
-                                ip_set=origin.ip_set, nas_address=origin.nas_address,
-                                request=context.request)
+    if origin.check == "nas" and origin.nas_perimeter is not None:
+        perimeter = origin.nas_perimeter
+    else:
+        perimeter = check_perimeter(check=origin.check, networks=origin.networks,
+                                    ip_set=origin.ip_set, nas_address=origin.nas_address,
+                                    request=context.request)
     detail["perimeter"] = perimeter.reason
     if not perimeter.is_inside:
         return CodeCheck(is_match=False, reason=RejectReason.OUTSIDE_PERIMETER, detail=detail)

@@ -167,6 +167,13 @@ def parse_ip_address(text: str) -> netaddr.IPAddress | None:
     return netaddr.IPAddress(int(address), version=address.version)
 
 
+def check_nas_perimeter(*, networks: tuple[netaddr.IPNetwork, ...], ip_set: netaddr.IPSet,
+                        nas_address: str) -> PerimeterResult:
+    """``check_perimeter(check="nas", ...)``: it depends on the NAS's address alone, so the
+    request path computes it once per NAS and reuses it (``decide.Origin``)."""
+    return _check_nas(networks, ip_set, nas_address)
+
+
 def _check_nas(networks: tuple[netaddr.IPNetwork, ...], ip_set: netaddr.IPSet,
                nas_address: str) -> PerimeterResult:
     address = parse_ip_address(nas_address)

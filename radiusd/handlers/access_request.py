@@ -20,6 +20,7 @@ from twisted.logger import Logger
 
 from radiusd.decide import Origin, decide_access
 from radiusd.emergency.codes import candidate_hash
+from radiusd.emergency.rules import check_nas_perimeter
 from radiusd.errors import StoreUnavailable
 from radiusd.handlers.context import HandlerContext, Response
 from radiusd.model import (Accept, AuditEvent, Client, PacketCode, RadiusRequest, Receipt,
@@ -51,11 +52,24 @@ def audit_event(request: RadiusRequest, client: Client, address: str, verdict: V
 
 
 def origin_of(ctx: HandlerContext, client: Client, address: str) -> Origin:
-    perimeter = ctx.perimeter
-    if perimeter is None:
-        return Origin(client=client.name, nas_address=address)
-    return Origin(client=client.name, nas_address=address, check=perimeter.check,
-                  networks=perimeter.networks, ip_set=perimeter.ip_set)
+    """The client, its address and the perimeter rules, with the NAS's perimeter verdict
+    worked out once per NAS (the config does not change while the server runs)."""
+    key = (client.name, address)
+    origin = ctx.origins.get(key)
+    if origin is None:
+        perimeter = ctx.perimeter
+        if perimeter is None:
+            origin = Origin(client=client.name, nas_address=address)
+        else:
+            origin = Origin(client=client.name, nas_address=address, check=perimeter.check,
+                            networks=perimeter.networks, ip_set=perimeter.ip_set,
+                            nas_perimeter=check_nas_perimeter(
+                                networks=perimeter.networks, ip_set=perimeter.ip_set,
+                                nas_address=address))
+        if len(ctx.origins) >= 4096:
+            ctx.origins.clear()
+        ctx.origins[key] = origin
+    return origin
 
 
 def receipt_key(ctx: HandlerContext, request: RadiusRequest, source: tuple[str, int]) -> bytes:

@@ -77,6 +77,7 @@ class HandlerContext:
     perimeter: Any = None
     health: "StoreHealth" = field(default_factory=lambda: StoreHealth())
     group_commit: Callable[[Any], Awaitable[Any]] | None = None
+    origins: dict = field(default_factory=dict)  # (client, address) -> decide.Origin
 
 
 class StoreHealth:

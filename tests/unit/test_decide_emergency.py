@@ -176,3 +176,17 @@ def test_token_policy_ignores_an_ended_set():
                      tokens=[token()])
     assert isinstance(verdict, Accept)
     assert not any(isinstance(c, RevokeEmergencySet) for c in verdict.commits)
+
+
+def test_a_precomputed_nas_verdict_is_used_as_is():
+    from radiusd.emergency.rules import PerimeterResult, check_nas_perimeter
+    precomputed = check_nas_perimeter(networks=PERIMETER, ip_set=INSIDE.ip_set,
+                                      nas_address="10.20.1.1")
+    assert precomputed.is_inside
+    assert isinstance(decide(b"4821" + CODES[0], emergency_set(),
+                             origin=replace(INSIDE, nas_perimeter=precomputed)), Accept)
+    outside = PerimeterResult(is_inside=False, address="10.20.1.1", rule=None,
+                              reason="nas 10.20.1.1 outside the perimeter")
+    verdict = decide(b"4821" + CODES[0], emergency_set(),
+                     origin=replace(INSIDE, nas_perimeter=outside))
+    assert isinstance(verdict, Reject) and verdict.reason is RejectReason.OUTSIDE_PERIMETER
