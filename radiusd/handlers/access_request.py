@@ -3,9 +3,10 @@
 The whole unit runs in one DB-thread hop, for all the requests that arrived while the
 previous batch was being committed (group commit, ``authenticate_batch``): receipt look-up
 → load → pure ``decide_access`` → ``store.apply_batch`` (one transaction, one fsync: every
-request's compare-and-set effects, audit row and receipt). No Access-Accept leaves before ``apply`` returned True; a lost
-compare-and-set turns it into a Reject (``LOST_RACE``) unless the winner was this very
-request on another server (its receipt is found: same answer). Anything unexpected is a
+request's compare-and-set effects, audit row and receipt). No Access-Accept leaves before
+its batch is committed; a lost compare-and-set turns it into a Reject (``LOST_RACE``)
+unless the winner was this very request on another server (its receipt is found: same
+answer). Anything unexpected is a
 Reject (fail closed), except a database that cannot be reached: then nothing is sent and
 the NAS fails over (FreeRADIUS: backend timeout → do not respond).
 """
