@@ -988,9 +988,8 @@ class Store:
         Args:
             commits: the verdict's effects, in order.
             audit: the request's audit row.
-            receipt: the answer, for retransmissions reaching another server; a receipt
-                already stored under the same key (another server answered this very
-                request first) is a lost race too.
+            receipt: the answer, for retransmissions reaching another server (a receipt
+                already stored under the same key is left as it is).
         Returns:
             True when everything is committed (durably: WAL + ``synchronous=FULL`` on
             SQLite); False when a compare-and-set lost and all was rolled back.
@@ -1000,41 +999,14 @@ class Store:
             NotInitialised: the schema is missing.
             TypeError: a commit of a kind this store does not know.
         """
-        try:
-            with self._write(conflict=lambda exc: _LostRace()) as connection:
-                cursor = self._cursor(connection)
-                for commit in commits:
-                    self._commit(cursor, commit)
-                self._insert_audit(connection, audit)
-                if receipt is not None:
-                    connection.execute(insert(receipt_table).values(
-                        key=receipt.key, code=receipt.code,
-                        reply_messages=json.dumps(list(receipt.reply_messages)),
-                        expires_at=receipt.expires_at))
-        except _LostRace:
-            return False
-        return True
+        return self.apply_batch([(commits, audit, receipt)])[0]
 
-    def find_receipt(self, key: bytes, now: datetime) -> Receipt | None:
-        """The unexpired receipt stored under ``key``, if any.
+    def find_receipts(self, keys: Sequence[bytes], now: datetime) -> dict[bytes, Receipt]:
+        """The unexpired receipts stored under ``keys``, by key: one query.
 
         Raises:
             StoreUnavailable: the database cannot be reached.
         """
-        with self._transaction() as connection:
-            row = connection.execute(
-                select(receipt_table.c.code, receipt_table.c.reply_messages,
-                       receipt_table.c.expires_at)
-                .where(receipt_table.c.key == key, receipt_table.c.expires_at > now)
-            ).first()
-        if row is None:
-            return None
-        return Receipt(key=key, code=row.code,
-                       reply_messages=tuple(json.loads(row.reply_messages)),
-                       expires_at=row.expires_at)
-
-    def find_receipts(self, keys: Sequence[bytes], now: datetime) -> dict[bytes, Receipt]:
-        """``find_receipt`` for many keys at once: one query."""
         if not keys:
             return {}
         with self._transaction() as connection:
