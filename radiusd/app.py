@@ -276,7 +276,7 @@ def start_server(config: Config, reactor, store: Store, keys: Keys, *,
         now=lambda: datetime.fromtimestamp(reactor.seconds(), UTC),
         settings=SettingsCache(store.load_settings, ttl=timedelta(seconds=5)),
         reject_delay=config.radius.reject_delay.total_seconds(),
-        node=node or node_name(), perimeter=config.perimeter, health=health)
+        node=node or node_name(), perimeter=config.perimeter, health=health, debug=debug)
     ctx.group_commit = GroupCommit(runner, authenticate_batch, ctx, clock=reactor,
                                    concurrency=db_threads(config))
     prune = LoopingCall(_prune_receipts, runner, store, ctx)

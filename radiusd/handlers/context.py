@@ -65,6 +65,7 @@ class HandlerContext:
         health: whether the database is reachable (Status-Server goes quiet when not).
         group_commit: ``group_commit(pending) -> awaitable Verdict`` batching requests
             into one transaction (app.py); ``None``: each request is its own batch.
+        debug: ``serve -X``: log every decision.
     """
 
     store: Any
@@ -78,6 +79,7 @@ class HandlerContext:
     health: "StoreHealth" = field(default_factory=lambda: StoreHealth())
     group_commit: Callable[[Any], Awaitable[Any]] | None = None
     origins: dict = field(default_factory=dict)  # (client, address) -> decide.Origin
+    debug: bool = False
 
 
 class StoreHealth:

@@ -16,16 +16,20 @@ into an exception message (the engine hides bound parameters).
 from __future__ import annotations
 
 import contextlib
+import fcntl
+import itertools
 import json
 import math
+import os
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from enum import Enum
 from functools import lru_cache
+from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
@@ -34,8 +38,8 @@ from alembic import command
 from alembic.config import Config as AlembicConfig
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import (ColumnElement, Connection, Engine, FromClause, Row, and_, bindparam, case,
-                        create_engine, delete, event, func, insert, literal, select, text, update)
+from sqlalchemy import (ColumnElement, Connection, Engine, FromClause, Row, and_,
+                        create_engine, delete, event, func, insert, select, text, update)
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import URL, make_url
@@ -53,7 +57,7 @@ from radiusd.model import (CAS_COMMITS, AdvanceToken, AuditEvent, AuditRecord, C
                            UseEmergencyCode, UserInfo)
 from radiusd.settings import Settings, settings_from_rows
 from radiusd.store import tables
-from radiusd.store.tables import (UTCDateTime, admins, audit_event, emergency_code,
+from radiusd.store.tables import (admins, audit_event, emergency_code,
                                   emergency_set, tokens, users)
 from radiusd.store.tables import receipt as receipt_table
 
@@ -78,18 +82,21 @@ SUPERSEDED = "superseded"
 # --- the one-time effects: compare-and-set statements -------------------------------------
 
 
-class _EffectSql:
-    """The request path's one-time effects as driver SQL, run on the transaction's own
-    DBAPI cursor: the same statements on SQLite and PostgreSQL but for the placeholder, and
-    without SQLAlchemy's per-statement execution machinery (a profile put it at over a
-    third of an emergency-code accept). Every other statement goes through SQLAlchemy.
+class _RequestSql:
+    """The request path as driver SQL, run on the transaction's own DBAPI cursor: the
+    one-time effects, the batch's reads (receipts, users with their tokens, emergency set
+    headers, candidate codes) and its inserts (audit rows, receipts). The same statements
+    on SQLite and PostgreSQL but for the placeholder, without SQLAlchemy's per-statement
+    and per-row machinery (bind and result processors, compiled-cache look-ups), which
+    profiles put at a third of an emergency-code accept. Every other statement goes
+    through SQLAlchemy; the component tests run both against the same rows.
 
     Each compare-and-set is one conditional UPDATE with a row-count check (STYLE §5): of
     racing requests, on one server or several, exactly one matches.
     """
 
     def __init__(self, is_sqlite: bool):
-        p = "?" if is_sqlite else "%s"
+        self.p = p = "?" if is_sqlite else "%s"
         # AdvanceToken: a step/counter is accepted once, across servers.
         self.advance_token = (f"UPDATE tokens SET last_used = {p} "
                               f"WHERE id = {p} AND last_used < {p}")
@@ -114,35 +121,62 @@ class _EffectSql:
         # RevokeEmergencySet: changes nothing when the set is already revoked.
         self.revoke_set = (f"UPDATE emergency_set SET revoked_at = {p}, revoked_reason = {p} "
                            f"WHERE id = {p} AND revoked_at IS NULL")
+        # The reads; "{in}" becomes a list of placeholders (``in_``).
+        self.receipts = ("SELECT key, code, reply_messages, expires_at FROM receipt "
+                         f"WHERE key IN ({{in}}) AND expires_at > {p}")
+        self.subject_rows = (
+            "SELECT u.id, u.name, u.is_disabled, u.pin_hash, u.failures, u.locked_at, "
+            "t.id, t.serial, t.kind, t.digits, t.period, t.sealed_seed, t.last_used, "
+            "t.algorithm FROM users u LEFT OUTER JOIN tokens t ON t.user_id = u.id "
+            "WHERE u.name IN ({in}) ORDER BY u.id, t.id")
+        # Each user's latest set, as _LATEST_SET_ID orders them.
+        self.set_headers = (
+            "SELECT s.id, s.user_id, s.code_length, s.issued_at, s.expires_at, s.issued_by, "
+            "s.reason, s.revoked_at, s.revoked_reason, s.last_used_at, s.last_used_client, "
+            "s.codes_left FROM users u JOIN emergency_set s ON s.user_id = u.id AND s.id = "
+            "(SELECT c.id FROM emergency_set c WHERE c.user_id = u.id ORDER BY "
+            "c.revoked_at IS NULL DESC, c.issued_at DESC, c.revoked_at DESC, c.id DESC "
+            "LIMIT 1) WHERE u.name IN ({in})")
+        self.candidate_codes = ("SELECT id, set_id, position, code_hash, used_at "
+                                "FROM emergency_code WHERE code_hash IN ({in})")
+        self.insert_audit = (
+            "INSERT INTO audit_event (at, node, action, result, actor, user_name, reason, "
+            f"client, nas_address, detail) VALUES ({', '.join([p] * 10)})")
+        self.insert_receipt = ("INSERT INTO receipt (key, code, reply_messages, expires_at) "
+                               f"VALUES ({p}, {p}, {p}, {p}) ON CONFLICT (key) DO NOTHING")
         # UTCDateTime's storage: timestamptz on PostgreSQL, naive UTC text on SQLite (the
         # format SQLAlchemy's SQLite DATETIME writes, so text order stays time order).
         self.instant = _sqlite_instant if is_sqlite else _utc_instant
+        self.moment = _sqlite_moment if is_sqlite else _utc_moment
+        self._in_lists: dict[int, str] = {}
+
+    def in_(self, template: str, count: int) -> str:
+        """``template`` with its "{in}" replaced by ``count`` placeholders."""
+        placeholders = self._in_lists.get(count)
+        if placeholders is None:
+            placeholders = self._in_lists[count] = ", ".join([self.p] * count)
+        return template.replace("{in}", placeholders)
 
 
 def _sqlite_instant(value: datetime) -> str:
-    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+    return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
 
 
 def _utc_instant(value: datetime) -> datetime:
     return value.astimezone(UTC)
 
 
-# --- the request path's reads and batch inserts, built once ---------------------------------
-# SQLAlchemy statement objects are many small objects in reference cycles: built per batch,
-# they were most of the cyclic garbage (measured: 150,000 objects in 5 s at 1,000 logins/s,
-# whose collections paused the server 25–35 ms). Built once, each execution only binds.
+def _sqlite_moment(value: str | None) -> datetime | None:
+    return None if value is None else datetime.fromisoformat(value).replace(tzinfo=UTC)
 
-_SUBJECT_ROWS = (
-    select(users.c.id, users.c.name, users.c.is_disabled, users.c.pin_hash, users.c.failures,
-           users.c.locked_at, tokens.c.id.label("token_id"), tokens.c.serial, tokens.c.kind,
-           tokens.c.digits, tokens.c.period, tokens.c.sealed_seed, tokens.c.last_used,
-           tokens.c.algorithm)
-    .select_from(users.outerjoin(tokens, tokens.c.user_id == users.c.id))
-    .where(users.c.name.in_(bindparam("names", expanding=True)))
-    .order_by(users.c.id, tokens.c.id))
 
-# A user's latest set: the unrevoked one first, whatever its issued_at (see
-# get_emergency_set); the id only makes the order total.
+def _utc_moment(value: datetime | None) -> datetime | None:
+    return None if value is None else value.astimezone(UTC)
+
+
+# A user's latest set, as SQLAlchemy (the admin paths; _RequestSql.set_headers is the
+# request path's form of the same query): the unrevoked one first, whatever its issued_at
+# (see get_emergency_set); the id only makes the order total.
 _CANDIDATE_SET = emergency_set.alias("candidate")
 _LATEST_SET_ID = (
     select(_CANDIDATE_SET.c.id)
@@ -155,23 +189,6 @@ _LATEST_SET_ID = (
     .scalar_subquery())
 _LATEST_SET_JOIN = users.join(emergency_set, and_(emergency_set.c.user_id == users.c.id,
                                                   emergency_set.c.id == _LATEST_SET_ID))
-_SET_HEADERS = (select(emergency_set).select_from(_LATEST_SET_JOIN)
-                .where(users.c.name.in_(bindparam("set_names", expanding=True))))
-
-_RECEIPTS = (select(receipt_table.c.key, receipt_table.c.code, receipt_table.c.reply_messages,
-                    receipt_table.c.expires_at)
-             .where(receipt_table.c.key.in_(bindparam("keys", expanding=True)),
-                    receipt_table.c.expires_at > bindparam("now")))
-
-_CANDIDATE_CODES = (select(emergency_code.c.id, emergency_code.c.set_id,
-                           emergency_code.c.position, emergency_code.c.code_hash,
-                           emergency_code.c.used_at)
-                    .where(emergency_code.c.code_hash.in_(
-                        bindparam("hashes", expanding=True))))
-
-_INSERT_AUDIT = insert(audit_event)
-_INSERT_RECEIPT_SQLITE = sqlite_insert(receipt_table).on_conflict_do_nothing()
-_INSERT_RECEIPT_POSTGRESQL = postgresql_insert(receipt_table).on_conflict_do_nothing()
 
 
 def _lock_order(commits: Sequence[Commit]) -> tuple[int, int | str]:
@@ -196,6 +213,78 @@ _TOKEN_KINDS = {kind.value: kind for kind in TokenKind}
 # WAL pages before SQLite checkpoints inside a commit (its default: 1,000); the server's
 # own checkpoint every second keeps the log far below this.
 _AUTOCHECKPOINT_PAGES = 20_000
+
+
+class _SqliteWriter:
+    """SQLite's one writer, taken before ``BEGIN IMMEDIATE``: a thread lock within this
+    process, and an ``flock`` on ``DATABASE-writer`` across processes (``serve --workers``,
+    the CLI beside a running server).
+
+    Without it, a writer that finds the database locked by another process waits in
+    SQLite's busy handler, which sleeps 1, 2, 5, 10, 15, 20 ... ms between tries: with two
+    workers committing a batch every few milliseconds, most of each one's time went to those
+    sleeps. Here a writer polls the lock every 0.1–1 ms instead, up to ``timeout`` seconds
+    (then ``StoreUnavailable``, as for a locked database). Processes that do not take the
+    lock (an older radiusd, the sqlite3 shell) still meet SQLite's own lock and
+    busy_timeout: the lock only shortens the waits, it guards nothing by itself. No lock
+    file for an in-memory database, or when the directory is not writable.
+    """
+
+    def __init__(self, database: str | None, timeout: float, safe_url: str):
+        self._thread_lock = threading.Lock()
+        self._path = (None if not database or database == ":memory:"
+                      else f"{database}-writer")
+        self._timeout = timeout
+        self._safe_url = safe_url
+        self._fd: int | None = None
+        self._is_flocked = False
+
+    def __enter__(self) -> None:
+        if not self._thread_lock.acquire(timeout=self._timeout):
+            raise StoreUnavailable(f"database {self._safe_url}: the writer is busy")
+        try:
+            self._flock()
+        except BaseException:
+            self._thread_lock.release()
+            raise
+
+    def __exit__(self, *exc_info: object) -> None:
+        try:
+            if self._is_flocked:
+                self._is_flocked = False
+                fcntl.flock(self._fd, fcntl.LOCK_UN)
+        finally:
+            self._thread_lock.release()
+
+    def _flock(self) -> None:
+        if self._path is None:
+            return
+        if self._fd is None:
+            try:
+                self._fd = os.open(self._path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            except OSError:
+                self._path = None  # e.g. a read-only directory: SQLite's lock alone
+                return
+        deadline = time.monotonic() + self._timeout
+        pause = 0.0001
+        while True:
+            try:
+                fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise StoreUnavailable(f"database {self._safe_url}: locked by another "
+                                           f"process for over {self._timeout:g} s") from None
+                time.sleep(pause)
+                pause = min(pause * 2, 0.001)
+                continue
+            self._is_flocked = True
+            return
+
+    def close(self) -> None:
+        with self._thread_lock:
+            if self._fd is not None:
+                os.close(self._fd)
+                self._fd = None
 
 
 class _LostRace(Exception):
@@ -252,18 +341,16 @@ class Store:
     in that same transaction.
     """
 
-    def __init__(self, engine: Engine, url: URL):
+    def __init__(self, engine: Engine, url: URL, *, write_timeout: float = 2.0):
         """Use ``Store.open``; this takes an engine already set up by it."""
         self._engine = engine
         self._url = url
         self._is_sqlite = engine.dialect.name == "sqlite"
         self._safe_url = url.render_as_string(hide_password=True)
-        # SQLite has one writer. Within this process, writers queue on this lock and wake
-        # the moment it is free, instead of polling SQLite's busy handler (which sleeps
-        # 1, 2, 5, 10 ... ms); other processes still meet busy_timeout.
-        self._write_lock = threading.Lock() if self._is_sqlite else contextlib.nullcontext()
+        self._write_lock: Any = (_SqliteWriter(url.database, write_timeout, self._safe_url)
+                                 if self._is_sqlite else contextlib.nullcontext())
         self._checkpoint_lock = threading.Lock()
-        self._sql = _EffectSql(self._is_sqlite)
+        self._sql = _RequestSql(self._is_sqlite)
         self._checkpoint_connection: sqlite3.Connection | None = None
 
     # --- lifecycle -----------------------------------------------------------------------
@@ -312,7 +399,7 @@ class Store:
                     }, **common)
         except (ArgumentError, NoSuchModuleError, ImportError) as exc:
             raise ConfigError([("database.url", f"cannot use {backend}: {exc}")]) from None
-        return cls(engine, parsed)
+        return cls(engine, parsed, write_timeout=statement_timeout)
 
     @staticmethod
     def _sqlite_engine(url: URL, pool_size: int, statement_timeout: float, timeout_ms: int,
@@ -360,6 +447,8 @@ class Store:
             if self._checkpoint_connection is not None:
                 self._checkpoint_connection.close()
                 self._checkpoint_connection = None
+        if isinstance(self._write_lock, _SqliteWriter):
+            self._write_lock.close()
         self._engine.dispose()
 
     def __enter__(self) -> "Store":
@@ -399,7 +488,9 @@ class Store:
                 raise NotInitialised() from None
             raise StoreUnavailable(self._describe(exc)) from exc
         except (sqlite3.Error, psycopg.Error) as exc:
-            # From the raw cursor of the request path's effects (_EffectSql).
+            # From the raw cursor of the request path (_RequestSql).
+            if self._is_missing_table(exc):
+                raise NotInitialised() from None
             lines = str(exc).strip().splitlines()
             detail = f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
             raise StoreUnavailable(f"database {self._safe_url} unavailable: {detail}") \
@@ -421,9 +512,12 @@ class Store:
             yield connection
 
     @staticmethod
-    def _is_missing_table(exc: DBAPIError) -> bool:
-        return (getattr(exc.orig, "sqlstate", None) == _UNDEFINED_TABLE
-                or "no such table" in str(exc.orig))
+    def _is_missing_table(exc: Exception) -> bool:
+        """``exc`` (SQLAlchemy's, or the driver's own from ``_RequestSql``) says a table is
+        missing."""
+        orig = exc.orig if isinstance(exc, DBAPIError) else exc
+        return (getattr(orig, "sqlstate", None) == _UNDEFINED_TABLE
+                or "no such table" in str(orig))
 
     def _describe(self, exc: DBAPIError) -> str:
         """One line naming the database and the driver's complaint; never the password."""
@@ -689,34 +783,48 @@ class Store:
         wanted = sorted(set(names))
         if not wanted:
             return {}
+        sql = self._sql
         with self._transaction() as connection:
-            rows = connection.execute(_SUBJECT_ROWS, {"names": wanted}).all()
+            cursor = self._cursor(connection)
+            cursor.execute(sql.in_(sql.subject_rows, len(wanted)), wanted)
+            rows = cursor.fetchall()
             if not rows:
                 return {}
             if with_codes:
                 sets = self._latest_emergency_sets(connection, users.c.name.in_(wanted))
             else:
-                sets = {row.user_id: replace(Store._set_from_rows([row], with_codes=False),
-                                             unused_count=row.codes_left)
-                        for row in connection.execute(_SET_HEADERS, {"set_names": wanted})}
-        by_user: dict[int, list[Row]] = {}
-        for row in rows:
-            by_user.setdefault(row.id, []).append(row)
+                cursor.execute(sql.in_(sql.set_headers, len(wanted)), wanted)
+                sets = {row[1]: self._set_header(row) for row in cursor.fetchall()}
+        moment = sql.moment
         subjects = {}
-        for user_id, user_rows in by_user.items():
-            first = user_rows[0]
-            subjects[first.name] = Subject(
-                id=user_id, name=first.name, is_disabled=bool(first.is_disabled),
-                pin_hash=None if first.pin_hash is None else bytes(first.pin_hash),
-                failures=first.failures, locked_at=first.locked_at,
+        for user_id, user_rows in itertools.groupby(rows, key=itemgetter(0)):
+            user_rows = list(user_rows)
+            (_, name, is_disabled, pin_hash, failures, locked_at, *_) = user_rows[0]
+            subjects[name] = Subject(
+                id=user_id, name=name, is_disabled=bool(is_disabled),
+                pin_hash=None if pin_hash is None else bytes(pin_hash),
+                failures=failures, locked_at=moment(locked_at),
                 tokens=tuple(
-                    Token(id=row.token_id, serial=row.serial, kind=_TOKEN_KINDS[row.kind],
-                          digits=row.digits, period=row.period,
-                          sealed_seed=bytes(row.sealed_seed), last_used=row.last_used,
-                          algorithm=row.algorithm)
-                    for row in user_rows if row.token_id is not None),
+                    Token(id=token_id, serial=serial, kind=_TOKEN_KINDS[kind],
+                          digits=digits, period=period, sealed_seed=bytes(sealed_seed),
+                          last_used=last_used, algorithm=algorithm)
+                    for (*_, token_id, serial, kind, digits, period, sealed_seed, last_used,
+                         algorithm) in user_rows if token_id is not None),
                 emergency=sets.get(user_id))
         return subjects
+
+    def _set_header(self, row: Sequence[Any]) -> EmergencySet:
+        """A ``_RequestSql.set_headers`` row: the set without its codes, ``unused_count``
+        from ``codes_left``."""
+        moment = self._sql.moment
+        (set_id, user_id, code_length, issued_at, expires_at, issued_by, reason, revoked_at,
+         revoked_reason, last_used_at, last_used_client, codes_left) = row
+        return EmergencySet(
+            id=set_id, user_id=user_id, code_length=code_length, issued_at=moment(issued_at),
+            expires_at=moment(expires_at), issued_by=issued_by, reason=reason,
+            revoked_at=moment(revoked_at), revoked_reason=revoked_reason,
+            last_used_at=moment(last_used_at), last_used_client=last_used_client,
+            unused_count=codes_left)
 
     # --- tokens --------------------------------------------------------------------------
 
@@ -1007,14 +1115,18 @@ class Store:
         Raises:
             StoreUnavailable: the database cannot be reached.
         """
-        if not keys:
+        wanted = sorted(set(keys))
+        if not wanted:
             return {}
+        sql = self._sql
         with self._transaction() as connection:
-            rows = connection.execute(_RECEIPTS, {"keys": sorted(set(keys)),
-                                                  "now": now}).all()
-        return {bytes(row.key): Receipt(key=bytes(row.key), code=row.code,
-                                        reply_messages=tuple(json.loads(row.reply_messages)),
-                                        expires_at=row.expires_at) for row in rows}
+            cursor = self._cursor(connection)
+            cursor.execute(sql.in_(sql.receipts, len(wanted)), [*wanted, sql.instant(now)])
+            rows = cursor.fetchall()
+        return {bytes(key): Receipt(key=bytes(key), code=code,
+                                    reply_messages=tuple(json.loads(reply_messages)),
+                                    expires_at=sql.moment(expires_at))
+                for key, code, reply_messages, expires_at in rows}
 
     def apply_batch(self, items: Sequence[tuple[Sequence[Commit], AuditEvent,
                                                 Receipt | None]]) -> list[bool]:
@@ -1033,8 +1145,9 @@ class Store:
             NotInitialised: the schema is missing.
         """
         results: list[bool] = [False] * len(items)
-        audits: list[dict[str, object]] = []
-        receipts: list[dict[str, object]] = []
+        audits: list[tuple[object, ...]] = []
+        receipts: list[tuple[object, ...]] = []
+        sql = self._sql
         # Rows are locked in one global order (by table, then id), so batches committing at
         # once on several servers or threads (PostgreSQL) do not deadlock on each other.
         order = sorted(range(len(items)), key=lambda index: _lock_order(items[index][0]))
@@ -1046,16 +1159,17 @@ class Store:
                 results[index] = is_done
                 if not is_done:
                     continue
-                audits.append(self._audit_values(audit))
+                audits.append((sql.instant(audit.at), audit.node, audit.action, audit.result,
+                               audit.actor, audit.user_name, audit.reason, audit.client,
+                               audit.nas_address, _detail_to_json(audit.detail)))
                 if receipt is not None:
-                    receipts.append({"key": receipt.key, "code": receipt.code,
-                                     "reply_messages": json.dumps(list(receipt.reply_messages)),
-                                     "expires_at": receipt.expires_at})
+                    receipts.append((receipt.key, int(receipt.code),
+                                     json.dumps(list(receipt.reply_messages)),
+                                     sql.instant(receipt.expires_at)))
             if audits:
-                connection.execute(_INSERT_AUDIT, audits)
+                cursor.executemany(sql.insert_audit, audits)
             if receipts:
-                connection.execute(_INSERT_RECEIPT_SQLITE if self._is_sqlite
-                                   else _INSERT_RECEIPT_POSTGRESQL, receipts)
+                cursor.executemany(sql.insert_receipt, receipts)
         return results
 
     def _apply_one(self, connection: Connection, cursor: Any,
@@ -1115,7 +1229,7 @@ class Store:
                 delete(receipt_table).where(receipt_table.c.key.in_(expired))).rowcount
 
     def _commit(self, cursor: Any, commit: Commit) -> None:
-        """Run one effect on the transaction's DBAPI cursor (see ``_EffectSql``).
+        """Run one effect on the transaction's DBAPI cursor (see ``_RequestSql``).
 
         Raises:
             _LostRace: a compare-and-set matched no row.
@@ -1327,15 +1441,18 @@ class Store:
         if not candidates:
             return {}
         wanted = set(candidates)
+        hashes = sorted({code_hash for _, code_hash in wanted})
+        sql = self._sql
         with self._transaction() as connection:
-            rows = connection.execute(
-                _CANDIDATE_CODES, {"hashes": sorted({h for _, h in wanted})}).all()
+            cursor = self._cursor(connection)
+            cursor.execute(sql.in_(sql.candidate_codes, len(hashes)), hashes)
+            rows = cursor.fetchall()
         found = {}
-        for row in rows:
-            key = (row.set_id, bytes(row.code_hash))
+        for code_id, set_id, position, code_hash, used_at in rows:
+            key = (set_id, bytes(code_hash))
             if key in wanted:
-                found[key] = EmergencyCode(id=row.id, position=row.position,
-                                           code_hash=key[1], used_at=row.used_at)
+                found[key] = EmergencyCode(id=code_id, position=position, code_hash=key[1],
+                                           used_at=sql.moment(used_at))
         return found
 
     @staticmethod

@@ -195,21 +195,66 @@ def test_load_subject_carries_the_latest_set_with_used_codes(store):
     assert subject.emergency.codes_left == 2
 
 
-def test_load_subject_reads_in_two_queries(store):
-    user_id = add_user(store, "alice")
-    issue(store, "alice", new_set(user_id), count=10)
-    selects: list[str] = []
+class _CountingCursor:
+    """A DBAPI cursor that notes every SELECT it runs (the request path's driver SQL)."""
+
+    def __init__(self, cursor, selects: list[str]):
+        self._cursor = cursor
+        self._selects = selects
+
+    def execute(self, statement, *args):
+        if statement.lstrip().upper().startswith("SELECT"):
+            self._selects.append(statement)
+        return self._cursor.execute(statement, *args)
+
+    def __getattr__(self, name):
+        return getattr(self._cursor, name)
+
+
+@pytest.fixture
+def selects(store, monkeypatch) -> list[str]:
+    """Every SELECT the store runs from now on, through SQLAlchemy or on a raw cursor."""
+    seen: list[str] = []
 
     def count(_conn, _cursor, statement, *_args) -> None:
         if statement.lstrip().upper().startswith("SELECT"):
-            selects.append(statement)
+            seen.append(statement)
 
+    raw_cursor = Store._cursor
+    monkeypatch.setattr(Store, "_cursor",
+                        staticmethod(lambda connection: _CountingCursor(
+                            raw_cursor(connection), seen)))
     sqlalchemy_event.listen(store._engine, "before_cursor_execute", count)
-    try:
-        assert len(store.load_subject("alice").emergency.codes) == 10
-    finally:
-        sqlalchemy_event.remove(store._engine, "before_cursor_execute", count)
+    yield seen
+    sqlalchemy_event.remove(store._engine, "before_cursor_execute", count)
+
+
+def test_load_subject_reads_in_two_queries(store, selects):
+    user_id = add_user(store, "alice")
+    issue(store, "alice", new_set(user_id), count=10)
+    selects.clear()
+    assert len(store.load_subject("alice").emergency.codes) == 10
     assert len(selects) == 2
+
+
+def test_request_path_reads_one_query_each(store, selects):
+    """The batched request path: users+tokens and set headers in two queries, candidate
+    codes in one, whatever the number of users."""
+    for number, name in enumerate(("alice", "bob", "carol"), start=1):
+        issue(store, name, new_set(add_user(store, name), number), count=10)
+    selects.clear()
+    subjects = store.load_subjects(["alice", "bob", "carol", "nobody"], with_codes=False)
+    assert sorted(subjects) == ["alice", "bob", "carol"]
+    assert all(subject.emergency.codes == () and subject.emergency.codes_left == 10
+               for subject in subjects.values())
+    assert len(selects) == 2
+    wanted = [(subjects[name].emergency.id, code_hashes(subjects[name].emergency.id, 10)[2])
+              for name in ("alice", "bob")]
+    selects.clear()
+    found = store.find_emergency_codes(wanted + [("no-such-set", b"\0" * 32)])
+    assert len(selects) == 1
+    assert sorted(found) == sorted(wanted)
+    assert {code.position for code in found.values()} == {3}
 
 
 # --- apply: using a code, revoking -----------------------------------------------------------

@@ -59,6 +59,9 @@ def test_canary_secrets_never_reach_logs_or_audit(tmp_path):
     key_hex = (tmp_path / "radiusd.key").read_text().strip()
     log = server.log_text()
     assert "canary" in log and "Access-Accept" in log  # the flows really were logged
+    # -X logs each decision too (the audit trail has them without -X).
+    assert "Access-Accept for canary from" in log
+    assert "Access-Reject for canary from" in log
     for value in (secret, "CANARYwrongSecretQx7", pin, good, password, seed.decode(),
                   b32.rstrip("="), key_hex):
         assert value not in log, f"a secret leaked into the log"

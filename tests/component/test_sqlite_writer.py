@@ -1,0 +1,114 @@
+"""SQLite's one writer across processes (``_SqliteWriter``): writers of two stores on one
+file (as two ``serve --workers`` processes, or the CLI beside the server) queue on an
+flock of ``DATABASE-writer`` and go the moment it is free, instead of sleeping in SQLite's
+busy handler; a writer that cannot get it within the timeout gets StoreUnavailable."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+import time
+from datetime import UTC, datetime
+
+import pytest
+
+from radiusd.errors import StoreUnavailable
+from radiusd.model import AuditEvent
+from radiusd.store import Store
+
+NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
+
+
+def event() -> AuditEvent:
+    return AuditEvent(at=NOW, action="settings.set", result="ok", actor="test")
+
+
+@pytest.fixture
+def database(tmp_path):
+    path = tmp_path / "radiusd.db"
+    store = Store.open(f"sqlite:///{path}")
+    store.migrate()
+    store.close()
+    return path
+
+
+def test_a_writer_waits_for_another_process_and_goes_when_it_is_done(database, tmp_path):
+    holder = subprocess.Popen(
+        [sys.executable, "-c", f"""
+import fcntl, os, sys, time
+fd = os.open({str(database) + "-writer"!r}, os.O_RDWR | os.O_CREAT, 0o600)
+fcntl.flock(fd, fcntl.LOCK_EX)
+print("held", flush=True)
+time.sleep(0.4)
+fcntl.flock(fd, fcntl.LOCK_UN)
+print("released", time.monotonic(), flush=True)
+time.sleep(5)
+"""], stdout=subprocess.PIPE, text=True)
+    store = Store.open(f"sqlite:///{database}", statement_timeout=3.0)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        started = time.monotonic()
+        store.set_setting("lockout.max_failures", "7", event())
+        done = time.monotonic()
+        released = float(holder.stdout.readline().split()[1])
+        assert done - started >= 0.3  # it waited for the other process ...
+        assert 0 <= done - released < 0.05  # ... and went within a few ms of its release
+        assert store.load_settings().max_failures == 7
+    finally:
+        holder.kill()
+        holder.wait()
+        store.close()
+
+
+def test_a_writer_gives_up_after_the_timeout(database):
+    first = Store.open(f"sqlite:///{database}")
+    second = Store.open(f"sqlite:///{database}", statement_timeout=0.3)
+    try:
+        with first._write_lock:  # another process's writer, as far as the flock knows
+            started = time.monotonic()
+            with pytest.raises(StoreUnavailable, match="locked by another process"):
+                second.set_setting("lockout.max_failures", "7", event())
+            assert 0.25 <= time.monotonic() - started < 1.5
+        second.set_setting("lockout.max_failures", "8", event())  # free again
+        assert first.load_settings().max_failures == 8
+    finally:
+        first.close()
+        second.close()
+
+
+def test_writers_of_two_stores_take_turns(database):
+    stores = [Store.open(f"sqlite:///{database}") for _ in range(2)]
+    inside = threading.Semaphore(1)
+    overlaps = []
+
+    def write(store: Store, rounds: int) -> None:
+        for _ in range(rounds):
+            with store._write_lock:
+                if not inside.acquire(blocking=False):
+                    overlaps.append(1)
+                    continue
+                time.sleep(0.001)
+                inside.release()
+
+    try:
+        threads = [threading.Thread(target=write, args=(store, 100)) for store in stores]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert overlaps == []
+    finally:
+        for store in stores:
+            store.close()
+
+
+def test_an_in_memory_database_has_no_lock_file(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # where a lock file named after no path would land
+    store = Store.open("sqlite://")
+    try:
+        with store._write_lock:
+            pass
+    finally:
+        store.close()
+    assert list(tmp_path.iterdir()) == []
