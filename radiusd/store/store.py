@@ -287,10 +287,6 @@ class _SqliteWriter:
                 self._fd = None
 
 
-class _LostRace(Exception):
-    """A compare-and-set commit matched no row: ``apply`` rolls everything back."""
-
-
 @lru_cache(maxsize=1)
 def _scripts() -> ScriptDirectory:
     return ScriptDirectory.from_config(_alembic_config())
@@ -1144,55 +1140,62 @@ class Store:
             StoreUnavailable: nothing of the batch was committed.
             NotInitialised: the schema is missing.
         """
-        results: list[bool] = [False] * len(items)
-        audits: list[tuple[object, ...]] = []
-        receipts: list[tuple[object, ...]] = []
         sql = self._sql
+        # Everything but the SQL itself is prepared before the writer is taken: SQLite has
+        # one writer for every process (serve --workers), so the time it is held is what
+        # the workers queue for.
+        prepared = []
+        for commits, audit, receipt in items:
+            audit_row = (sql.instant(audit.at), audit.node, audit.action, audit.result,
+                         audit.actor, audit.user_name, audit.reason, audit.client,
+                         audit.nas_address, _detail_to_json(audit.detail))
+            receipt_row = None if receipt is None else (
+                receipt.key, int(receipt.code), json.dumps(list(receipt.reply_messages)),
+                sql.instant(receipt.expires_at))
+            prepared.append(([self._statements(commit) for commit in commits], audit_row,
+                             receipt_row))
         # Rows are locked in one global order (by table, then id), so batches committing at
         # once on several servers or threads (PostgreSQL) do not deadlock on each other.
         order = sorted(range(len(items)), key=lambda index: _lock_order(items[index][0]))
+        results: list[bool] = [False] * len(items)
         with self._write() as connection:
             cursor = self._cursor(connection)
             for index in order:
-                commits, audit, receipt = items[index]
-                is_done = self._apply_one(connection, cursor, commits)
-                results[index] = is_done
-                if not is_done:
-                    continue
-                audits.append((sql.instant(audit.at), audit.node, audit.action, audit.result,
-                               audit.actor, audit.user_name, audit.reason, audit.client,
-                               audit.nas_address, _detail_to_json(audit.detail)))
-                if receipt is not None:
-                    receipts.append((receipt.key, int(receipt.code),
-                                     json.dumps(list(receipt.reply_messages)),
-                                     sql.instant(receipt.expires_at)))
+                results[index] = self._apply_one(connection, cursor, prepared[index][0])
+            audits = [prepared[index][1] for index in order if results[index]]
+            receipts = [prepared[index][2] for index in order
+                        if results[index] and prepared[index][2] is not None]
             if audits:
                 cursor.executemany(sql.insert_audit, audits)
             if receipts:
                 cursor.executemany(sql.insert_receipt, receipts)
         return results
 
-    def _apply_one(self, connection: Connection, cursor: Any,
-                   commits: Sequence[Commit]) -> bool:
-        """One request's commits inside a batch; False (nothing of it kept) if a CAS lost."""
-        is_cas = [isinstance(commit, CAS_COMMITS) for commit in commits]
-        if not any(is_cas[1:]):
+    @staticmethod
+    def _apply_one(connection: Connection, cursor: Any,
+                   effects: Sequence[Sequence[tuple[str, tuple, bool]]]) -> bool:
+        """One request's effects inside a batch; False (nothing of it kept) if a CAS lost."""
+        if not any(is_cas for statements in effects[1:] for *_, is_cas in statements):
             # At most one CAS and it runs first (decide's verdicts have this shape): if it
             # loses nothing of the request was written, so no savepoint is needed.
-            try:
-                for commit in commits:
-                    self._commit(cursor, commit)
-            except _LostRace:
-                return False
-            return True
+            return Store._run_effects(cursor, effects)
         savepoint = connection.begin_nested()
-        try:
-            for commit in commits:
-                self._commit(cursor, commit)
-        except _LostRace:
+        if not Store._run_effects(cursor, effects):
             savepoint.rollback()
             return False
         savepoint.commit()
+        return True
+
+    @staticmethod
+    def _run_effects(cursor: Any, effects: Sequence[Sequence[tuple[str, tuple, bool]]]
+                     ) -> bool:
+        """Run the statements of ``_statements``; False as soon as a compare-and-set
+        matches no row (the statements after it are not run)."""
+        for statements in effects:
+            for statement, parameters, is_cas in statements:
+                cursor.execute(statement, parameters)
+                if is_cas and cursor.rowcount != 1:
+                    return False
         return True
 
     def checkpoint(self) -> None:
@@ -1228,35 +1231,33 @@ class Store:
             return connection.execute(
                 delete(receipt_table).where(receipt_table.c.key.in_(expired))).rowcount
 
-    def _commit(self, cursor: Any, commit: Commit) -> None:
-        """Run one effect on the transaction's DBAPI cursor (see ``_RequestSql``).
+    def _statements(self, commit: Commit) -> list[tuple[str, tuple, bool]]:
+        """One effect as ``(driver SQL, parameters, is_compare_and_set)`` statements for
+        the transaction's DBAPI cursor (see ``_RequestSql``); a compare-and-set must match
+        exactly one row.
 
         Raises:
-            _LostRace: a compare-and-set matched no row.
+            TypeError: a commit of a kind this store does not know.
         """
         sql = self._sql
+        is_cas = isinstance(commit, CAS_COMMITS)  # the first statement is the CAS
         match commit:
             case AdvanceToken(token_id=token_id, value=value):
-                cursor.execute(sql.advance_token, (value, token_id, value))
-                if cursor.rowcount != 1:
-                    raise _LostRace()
+                return [(sql.advance_token, (value, token_id, value), is_cas)]
             case RecordFailure(user_id=user_id, at=at, max_failures=max_failures,
                                restart=restart):
-                cursor.execute(sql.record_failure, (restart, restart, max_failures,
-                                                    sql.instant(at), restart, user_id))
+                return [(sql.record_failure, (restart, restart, max_failures, sql.instant(at),
+                                              restart, user_id), False)]
             case ResetFailures(user_id=user_id):
-                cursor.execute(sql.reset_failures, (user_id,))
+                return [(sql.reset_failures, (user_id,), False)]
             case UseEmergencyCode(code_id=code_id, set_id=set_id, at=at, client=client):
                 instant = sql.instant(at)
-                cursor.execute(sql.use_code, (instant, client, code_id, set_id, set_id,
-                                              instant))
-                if cursor.rowcount != 1:
-                    raise _LostRace()
-                cursor.execute(sql.note_code_use, (instant, client, set_id))
+                return [(sql.use_code, (instant, client, code_id, set_id, set_id, instant),
+                         is_cas),
+                        (sql.note_code_use, (instant, client, set_id), False)]
             case RevokeEmergencySet(set_id=set_id, at=at, reason=reason):
-                cursor.execute(sql.revoke_set, (sql.instant(at), reason, set_id))
-            case _:
-                raise TypeError(f"unknown commit {type(commit).__name__}")
+                return [(sql.revoke_set, (sql.instant(at), reason, set_id), False)]
+        raise TypeError(f"unknown commit {type(commit).__name__}")
 
     @staticmethod
     def _cursor(connection: Connection) -> Any:
