@@ -112,7 +112,8 @@ class Token:
 
     ``last_used`` is the moving factor last accepted: the TOTP time step, or the HOTP
     counter (so the next HOTP counter expected is ``last_used + 1``). Advancing it is the
-    compare-and-set ``... WHERE last_used < :new``.
+    compare-and-set ``... WHERE last_used < :new``. ``receipt``: the answer to the request
+    that last advanced it (request path only; None elsewhere).
     """
 
     id: int
@@ -123,6 +124,7 @@ class Token:
     sealed_seed: bytes
     last_used: int
     algorithm: str = "SHA1"
+    receipt: Receipt | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,6 +135,7 @@ class EmergencyCode:
     position: int            # 1-based line number in the export
     code_hash: bytes
     used_at: datetime | None = None
+    receipt: Receipt | None = None  # the answer to the request that used it (request path)
 
 
 @dataclass(frozen=True, slots=True)
@@ -252,7 +255,16 @@ class ResetFailures:
     user_id: int
 
 
-Commit = AdvanceToken | RecordFailure | ResetFailures | UseEmergencyCode | RevokeEmergencySet
+@dataclass(frozen=True, slots=True)
+class SaveReceipt:
+    """Keep a receipt in the receipt table: one that a token's next Accept displaces from
+    the token's row within its lifetime (its retransmissions must still find it)."""
+
+    receipt: Receipt
+
+
+Commit = (AdvanceToken | RecordFailure | ResetFailures | UseEmergencyCode | RevokeEmergencySet
+          | SaveReceipt)
 """A one-time effect; ``Store.apply`` runs all of one request in one transaction."""
 
 # Commits whose WHERE clause is a compare-and-set: a rowcount of 0 means another request
@@ -284,13 +296,20 @@ class Receipt:
 
     ``key`` is ``Keys.receipt_hash`` of (client address, source port, Identifier, Request
     Authenticator, User-Name); ``code`` the reply's PacketCode. Each server signs its own
-    copy of the reply, so no secret or reply bytes are stored.
+    copy of the reply, so no secret or reply bytes are stored. Kept on the row whose
+    one-time effect the request used (``Token.receipt``, ``EmergencyCode.receipt``), or in
+    the receipt table (``SaveReceipt``).
     """
+
 
     key: bytes
     code: int
     reply_messages: tuple[str, ...]
     expires_at: datetime
+
+    def answers(self, key: bytes, now: datetime) -> bool:
+        """This is the receipt of the request ``key`` identifies, and still valid."""
+        return self.key == key and now < self.expires_at
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,8 +24,9 @@ from radiusd.emergency.codes import candidate_hash
 from radiusd.emergency.rules import check_nas_perimeter
 from radiusd.errors import StoreUnavailable
 from radiusd.handlers.context import HandlerContext, Response
-from radiusd.model import (Accept, AuditEvent, Client, PacketCode, RadiusRequest, Receipt,
-                           Reject, RejectReason, Verdict)
+from radiusd.model import (Accept, AdvanceToken, AuditEvent, Client, Commit, PacketCode,
+                           RadiusRequest, Receipt, Reject, RejectReason, SaveReceipt, Subject,
+                           Verdict)
 
 log = Logger(namespace="radiusd.access")
 
@@ -106,68 +107,100 @@ class Pending:
     now: datetime
 
 
-def _emergency_candidates(ctx: HandlerContext, batch: Sequence[Pending],
-                          subjects) -> list[tuple[str, bytes] | None]:
-    """Per request, ``(set_id, code_hash)`` of the emergency code its passcode may hold."""
+def _load_subjects(ctx: HandlerContext, batch: Sequence[Pending]) -> list[Subject | None]:
+    """Per request, its user as ``decide_access`` needs them: tokens, and the latest
+    emergency set holding only the code this passcode may be (found by its keyed hash).
+    Three queries whatever the batch size."""
+    subjects = ctx.store.load_subjects(
+        [item.request.user_name for item in batch if item.request.user_name],
+        with_codes=False)
     candidates: list[tuple[str, bytes] | None] = []
     for item in batch:
         subject = subjects.get(item.request.user_name) if item.request.user_name else None
         emergency = subject.emergency if subject is not None else None
         password = item.request.password
-        if emergency is None or password is None:
-            candidates.append(None)
-            continue
-        code_hash = candidate_hash(ctx.keys, emergency, password.reveal())
+        code_hash = (None if emergency is None or password is None
+                     else candidate_hash(ctx.keys, emergency, password.reveal()))
         candidates.append(None if code_hash is None else (emergency.id, code_hash))
-    return candidates
+    codes = ctx.store.find_emergency_codes(
+        [candidate for candidate in candidates if candidate is not None])
+    per_request: list[Subject | None] = []
+    for item, candidate in zip(batch, candidates):
+        subject = subjects.get(item.request.user_name) if item.request.user_name else None
+        if subject is not None and subject.emergency is not None:
+            code = codes.get(candidate) if candidate is not None else None
+            subject = replace(subject, emergency=replace(
+                subject.emergency, codes=(code,) if code is not None else ()))
+        per_request.append(subject)
+    return per_request
+
+
+def _row_receipt(subject: Subject | None, key: bytes, now: datetime) -> Receipt | None:
+    """The receipt of request ``key`` on a row its user's one-time effects use (a token
+    it advanced, the emergency code it used), if still valid."""
+    if subject is None:
+        return None
+    for token in subject.tokens:
+        if token.receipt is not None and token.receipt.answers(key, now):
+            return token.receipt
+    for code in subject.emergency.codes if subject.emergency is not None else ():
+        if code.receipt is not None and code.receipt.answers(key, now):
+            return code.receipt
+    return None
+
+
+def _displaced(subject: Subject | None, verdict: Verdict, now: datetime) -> tuple[Commit, ...]:
+    """An Accept that advances a token replaces the receipt on the token's row: if that
+    receipt is still valid (the token's previous Accept, less than its lifetime ago), it
+    moves to the receipt table, so that a late retransmission of that request still finds
+    it. An emergency code is used once: its receipt is never replaced."""
+    if subject is None or not isinstance(verdict, Accept) or not verdict.commits:
+        return ()
+    first = verdict.commits[0]
+    if not isinstance(first, AdvanceToken):
+        return ()
+    for token in subject.tokens:
+        if (token.id == first.token_id and token.receipt is not None
+                and now < token.receipt.expires_at):
+            return (SaveReceipt(token.receipt),)
+    return ()
 
 
 def authenticate_batch(ctx: HandlerContext, batch: Sequence[Pending]) -> list[Verdict]:
     """Decide and commit the Access-Requests of one group commit (runs in a DB thread).
 
-    Two queries for the users and their emergency sets (headers only), one for the
-    candidate emergency codes (by keyed hash), one for the receipts of the rejected
-    requests (if any), one transaction (one fsync) for every request's effects, audit row
-    and receipt; each request keeps its own compare-and-set check (``Store.apply_batch``).
+    Two queries for the users (with their tokens) and their emergency sets (headers only),
+    one for the candidate emergency codes (by keyed hash), one for the receipt table if a
+    Reject is not answered by a row's receipt, one transaction (one fsync) for every
+    request's effects and audit row, each Accept's receipt written on the row it used;
+    each request keeps its own compare-and-set check (``Store.apply_batch``).
 
     Raises:
         StoreUnavailable: the database cannot be reached; nothing was committed.
     """
+    now = batch[0].now
     keys = [receipt_key(ctx, item.request, item.source) for item in batch]
-    settings = ctx.settings.get(batch[0].now)
-    subjects = ctx.store.load_subjects(
-        [item.request.user_name for item in batch if item.request.user_name],
-        with_codes=False)
-    candidates = _emergency_candidates(ctx, batch, subjects)
-    codes = ctx.store.find_emergency_codes(
-        [candidate for candidate in candidates if candidate is not None])
-    verdicts: list[Verdict] = []
-    for index, item in enumerate(batch):
-        subject = subjects.get(item.request.user_name) if item.request.user_name else None
-        if subject is not None and subject.emergency is not None:
-            # The set as loaded holds no codes; give it the one this passcode may be.
-            code = codes.get(candidates[index]) if candidates[index] else None
-            subject = replace(subject, emergency=replace(
-                subject.emergency, codes=(code,) if code is not None else ()))
-        verdicts.append(decide_access(item.request, subject, settings, ctx.keys, item.now,
-                                      origin_of(ctx, item.client, item.source[0])))
+    settings = ctx.settings.get(now)
+    subjects = _load_subjects(ctx, batch)
+    verdicts: list[Verdict] = [
+        decide_access(item.request, subject, settings, ctx.keys, item.now,
+                      origin_of(ctx, item.client, item.source[0]))
+        for item, subject in zip(batch, subjects)]
     # A retransmission of a request answered before (by another server, or before a
     # restart) is decided again and, its one-time code being spent, rejected: only a
-    # Reject can be one, so only rejected requests look for a receipt (one query, and
-    # none at all in a batch of accepts), before any failure of theirs is counted.
+    # Reject can be one, so only a Reject looks for a receipt, before any failure of its
+    # own is counted: on the rows its user's effects use (loaded already), else in the
+    # receipt table (one query, and none in a batch without Rejects).
     rejected = [index for index, verdict in enumerate(verdicts) if isinstance(verdict, Reject)]
-    found = ctx.store.find_receipts([keys[index] for index in rejected], batch[0].now)
+    answered = _answered(ctx, batch, keys, rejected, [subjects[index] for index in rejected])
     to_apply: list[int] = []
     effects = []
     for index, (item, key, verdict) in enumerate(zip(batch, keys, verdicts)):
-        if key in found:
-            log.info("retransmission of a request answered before (another server or a "
-                     "restart): same answer for {user} from {client}",
-                     user=item.request.user_name, client=item.client.name)
-            verdicts[index] = _from_receipt(found[key])
+        if index in answered:
+            verdicts[index] = answered[index]
             continue
         to_apply.append(index)
-        effects.append((verdict.commits,
+        effects.append((verdict.commits + _displaced(subjects[index], verdict, item.now),
                         audit_event(item.request, item.client, item.source[0], verdict,
                                     item.now, ctx.node),
                         _receipt(key, verdict, item.now)))
@@ -176,13 +209,14 @@ def authenticate_batch(ctx: HandlerContext, batch: Sequence[Pending]) -> list[Ve
     if lost:
         # A compare-and-set lost. If the winner was this same request (a retransmission
         # that reached another server at the same moment), its receipt has the answer.
-        found = ctx.store.find_receipts([keys[index] for index in lost], batch[0].now)
+        answered = _answered(ctx, batch, keys, lost,
+                             _load_subjects(ctx, [batch[index] for index in lost]))
         audits = []
         for index in lost:
-            item = batch[index]
-            if keys[index] in found:
-                verdicts[index] = _from_receipt(found[keys[index]])
+            if index in answered:
+                verdicts[index] = answered[index]
                 continue
+            item = batch[index]
             verdict = Reject(RejectReason.LOST_RACE,
                              detail={"lost": getattr(verdicts[index], "authenticator", "")})
             verdicts[index] = verdict
@@ -191,6 +225,28 @@ def authenticate_batch(ctx: HandlerContext, batch: Sequence[Pending]) -> list[Ve
         if audits:
             ctx.store.apply_batch(audits)
     return verdicts
+
+
+def _answered(ctx: HandlerContext, batch: Sequence[Pending], keys: Sequence[bytes],
+              indexes: Sequence[int], subjects: Sequence[Subject | None]
+              ) -> dict[int, Verdict]:
+    """The requests of the batch at ``indexes`` that were answered before (a receipt is
+    found), with that answer; ``subjects`` are their users, in the same order."""
+    receipts = {index: _row_receipt(subject, keys[index], batch[index].now)
+                for index, subject in zip(indexes, subjects)}
+    unanswered = [keys[index] for index, receipt in receipts.items() if receipt is None]
+    table = ctx.store.find_receipts(unanswered, batch[0].now) if unanswered else {}
+    answered: dict[int, Verdict] = {}
+    for index, receipt in receipts.items():
+        receipt = receipt or table.get(keys[index])
+        if receipt is None:
+            continue
+        item = batch[index]
+        log.info("retransmission of a request answered before (another server or a "
+                 "restart): same answer for {user} from {client}",
+                 user=item.request.user_name, client=item.client.name)
+        answered[index] = _from_receipt(receipt)
+    return answered
 
 
 async def handle_access_request(request: RadiusRequest, client: Client,

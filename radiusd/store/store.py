@@ -51,10 +51,9 @@ from sqlalchemy.pool import StaticPool
 from radiusd.errors import (AlreadyExists, ConfigError, NotFound, NotInitialised,
                             StoreUnavailable)
 from radiusd.model import (CAS_COMMITS, AdvanceToken, AuditEvent, AuditRecord, Commit,
-                           EmergencyCode,
-                           EmergencySet, Receipt, RecordFailure, ResetFailures,
-                           RevokeEmergencySet, Subject, Token, TokenInfo, TokenKind,
-                           UseEmergencyCode, UserInfo)
+                           EmergencyCode, EmergencySet, PacketCode, Receipt, RecordFailure,
+                           ResetFailures, RevokeEmergencySet, SaveReceipt, Subject, Token,
+                           TokenInfo, TokenKind, UseEmergencyCode, UserInfo)
 from radiusd.settings import Settings, settings_from_rows
 from radiusd.store import tables
 from radiusd.store.tables import (admins, audit_event, emergency_code,
@@ -97,8 +96,10 @@ class _RequestSql:
 
     def __init__(self, is_sqlite: bool):
         self.p = p = "?" if is_sqlite else "%s"
+        # The receipt of the Accept that used a row goes on that row, in the same UPDATE.
+        receipt = f"receipt_key = {p}, receipt_reply = {p}, receipt_expires_at = {p}"
         # AdvanceToken: a step/counter is accepted once, across servers.
-        self.advance_token = (f"UPDATE tokens SET last_used = {p} "
+        self.advance_token = (f"UPDATE tokens SET last_used = {p}, {receipt} "
                               f"WHERE id = {p} AND last_used < {p}")
         # RecordFailure: one atomic UPDATE, so two servers counting at once never lose a
         # count. The right-hand sides read the row as it was, hence the count twice. An
@@ -112,7 +113,7 @@ class _RequestSql:
         # UseEmergencyCode: the code unused and its set still active at `at` (a revoke or
         # expiry between load and apply wins over the code).
         self.use_code = (
-            f"UPDATE emergency_code SET used_at = {p}, used_client = {p} "
+            f"UPDATE emergency_code SET used_at = {p}, used_client = {p}, {receipt} "
             f"WHERE id = {p} AND set_id = {p} AND used_at IS NULL AND EXISTS "
             f"(SELECT 1 FROM emergency_set WHERE id = {p} AND revoked_at IS NULL "
             f"AND expires_at > {p})")
@@ -127,7 +128,8 @@ class _RequestSql:
         self.subject_rows = (
             "SELECT u.id, u.name, u.is_disabled, u.pin_hash, u.failures, u.locked_at, "
             "t.id, t.serial, t.kind, t.digits, t.period, t.sealed_seed, t.last_used, "
-            "t.algorithm FROM users u LEFT OUTER JOIN tokens t ON t.user_id = u.id "
+            "t.algorithm, t.receipt_key, t.receipt_reply, t.receipt_expires_at "
+            "FROM users u LEFT OUTER JOIN tokens t ON t.user_id = u.id "
             "WHERE u.name IN ({in}) ORDER BY u.id, t.id")
         # Each user's latest set, as _LATEST_SET_ID orders them.
         self.set_headers = (
@@ -137,7 +139,8 @@ class _RequestSql:
             "(SELECT c.id FROM emergency_set c WHERE c.user_id = u.id ORDER BY "
             "c.revoked_at IS NULL DESC, c.issued_at DESC, c.revoked_at DESC, c.id DESC "
             "LIMIT 1) WHERE u.name IN ({in})")
-        self.candidate_codes = ("SELECT id, set_id, position, code_hash, used_at "
+        self.candidate_codes = ("SELECT id, set_id, position, code_hash, used_at, "
+                                "receipt_key, receipt_reply, receipt_expires_at "
                                 "FROM emergency_code WHERE code_hash IN ({in})")
         self.insert_audit = (
             "INSERT INTO audit_event (at, node, action, result, actor, user_name, reason, "
@@ -803,11 +806,22 @@ class Store:
                 tokens=tuple(
                     Token(id=token_id, serial=serial, kind=_TOKEN_KINDS[kind],
                           digits=digits, period=period, sealed_seed=bytes(sealed_seed),
-                          last_used=last_used, algorithm=algorithm)
+                          last_used=last_used, algorithm=algorithm,
+                          receipt=self._row_receipt(receipt_key, reply, expires_at))
                     for (*_, token_id, serial, kind, digits, period, sealed_seed, last_used,
-                         algorithm) in user_rows if token_id is not None),
+                         algorithm, receipt_key, reply, expires_at) in user_rows
+                    if token_id is not None),
                 emergency=sets.get(user_id))
         return subjects
+
+    def _row_receipt(self, key: bytes | None, reply: str | None,
+                     expires_at: Any) -> Receipt | None:
+        """The receipt columns of a one-time row (an Access-Accept's), or None."""
+        if key is None:
+            return None
+        return Receipt(key=bytes(key), code=PacketCode.ACCESS_ACCEPT,
+                       reply_messages=tuple(json.loads(reply or "[]")),
+                       expires_at=self._sql.moment(expires_at))
 
     def _set_header(self, row: Sequence[Any]) -> EmergencySet:
         """A ``_RequestSql.set_headers`` row: the set without its codes, ``unused_count``
@@ -1149,11 +1163,15 @@ class Store:
             audit_row = (sql.instant(audit.at), audit.node, audit.action, audit.result,
                          audit.actor, audit.user_name, audit.reason, audit.client,
                          audit.nas_address, _detail_to_json(audit.detail))
-            receipt_row = None if receipt is None else (
-                receipt.key, int(receipt.code), json.dumps(list(receipt.reply_messages)),
-                sql.instant(receipt.expires_at))
-            prepared.append(([self._statements(commit) for commit in commits], audit_row,
-                             receipt_row))
+            # The receipt goes on the row of the request's compare-and-set (its first
+            # commit), or else into the receipt table.
+            on_row = bool(commits) and isinstance(commits[0], CAS_COMMITS)
+            statements = [self._statements(commit, receipt if position == 0 and on_row
+                                           else None)
+                          for position, commit in enumerate(commits)]
+            if receipt is not None and not on_row:
+                statements.append(self._statements(SaveReceipt(receipt)))
+            prepared.append((statements, audit_row))
         # Rows are locked in one global order (by table, then id), so batches committing at
         # once on several servers or threads (PostgreSQL) do not deadlock on each other.
         order = sorted(range(len(items)), key=lambda index: _lock_order(items[index][0]))
@@ -1163,12 +1181,8 @@ class Store:
             for index in order:
                 results[index] = self._apply_one(connection, cursor, prepared[index][0])
             audits = [prepared[index][1] for index in order if results[index]]
-            receipts = [prepared[index][2] for index in order
-                        if results[index] and prepared[index][2] is not None]
             if audits:
                 cursor.executemany(sql.insert_audit, audits)
-            if receipts:
-                cursor.executemany(sql.insert_receipt, receipts)
         return results
 
     @staticmethod
@@ -1231,19 +1245,24 @@ class Store:
             return connection.execute(
                 delete(receipt_table).where(receipt_table.c.key.in_(expired))).rowcount
 
-    def _statements(self, commit: Commit) -> list[tuple[str, tuple, bool]]:
+    def _statements(self, commit: Commit, receipt: Receipt | None = None
+                    ) -> list[tuple[str, tuple, bool]]:
         """One effect as ``(driver SQL, parameters, is_compare_and_set)`` statements for
         the transaction's DBAPI cursor (see ``_RequestSql``); a compare-and-set must match
-        exactly one row.
+        exactly one row. ``receipt`` (compare-and-sets only) is written on the row it
+        changes; without one, the row's earlier receipt is cleared.
 
         Raises:
             TypeError: a commit of a kind this store does not know.
         """
         sql = self._sql
         is_cas = isinstance(commit, CAS_COMMITS)  # the first statement is the CAS
+        on_row = ((None, None, None) if receipt is None else
+                  (receipt.key, json.dumps(list(receipt.reply_messages)),
+                   sql.instant(receipt.expires_at)))
         match commit:
             case AdvanceToken(token_id=token_id, value=value):
-                return [(sql.advance_token, (value, token_id, value), is_cas)]
+                return [(sql.advance_token, (value, *on_row, token_id, value), is_cas)]
             case RecordFailure(user_id=user_id, at=at, max_failures=max_failures,
                                restart=restart):
                 return [(sql.record_failure, (restart, restart, max_failures, sql.instant(at),
@@ -1252,11 +1271,15 @@ class Store:
                 return [(sql.reset_failures, (user_id,), False)]
             case UseEmergencyCode(code_id=code_id, set_id=set_id, at=at, client=client):
                 instant = sql.instant(at)
-                return [(sql.use_code, (instant, client, code_id, set_id, set_id, instant),
-                         is_cas),
+                return [(sql.use_code, (instant, client, *on_row, code_id, set_id, set_id,
+                                        instant), is_cas),
                         (sql.note_code_use, (instant, client, set_id), False)]
             case RevokeEmergencySet(set_id=set_id, at=at, reason=reason):
                 return [(sql.revoke_set, (sql.instant(at), reason, set_id), False)]
+            case SaveReceipt(receipt=kept):
+                return [(sql.insert_receipt, (kept.key, int(kept.code),
+                                              json.dumps(list(kept.reply_messages)),
+                                              sql.instant(kept.expires_at)), False)]
         raise TypeError(f"unknown commit {type(commit).__name__}")
 
     @staticmethod
@@ -1449,11 +1472,14 @@ class Store:
             cursor.execute(sql.in_(sql.candidate_codes, len(hashes)), hashes)
             rows = cursor.fetchall()
         found = {}
-        for code_id, set_id, position, code_hash, used_at in rows:
+        for (code_id, set_id, position, code_hash, used_at, receipt_key, reply,
+             expires_at) in rows:
             key = (set_id, bytes(code_hash))
             if key in wanted:
-                found[key] = EmergencyCode(id=code_id, position=position, code_hash=key[1],
-                                           used_at=sql.moment(used_at))
+                found[key] = EmergencyCode(
+                    id=code_id, position=position, code_hash=key[1],
+                    used_at=sql.moment(used_at),
+                    receipt=self._row_receipt(receipt_key, reply, expires_at))
         return found
 
     @staticmethod

@@ -64,6 +64,15 @@ class UTCDateTime(TypeDecorator):
         return value.astimezone(UTC)
 
 
+def _receipt_columns() -> tuple[Column, ...]:
+    """The receipt of the Accept that last changed a one-time row (revision 0005): what a
+    retransmission of that request is answered with, until ``receipt_expires_at``
+    (``model.Receipt``; NULL when none)."""
+    return (Column("receipt_key", LargeBinary(32), nullable=True),  # Keys.receipt_hash
+            Column("receipt_reply", Text, nullable=True),  # JSON list of Reply-Messages
+            Column("receipt_expires_at", UTCDateTime, nullable=True))
+
+
 users = Table(
     "users", metadata,
     Column("id", Id, primary_key=True),
@@ -91,6 +100,7 @@ tokens = Table(
     # model.Token.last_used: the TOTP step or HOTP counter last accepted (CAS target).
     Column("last_used", BigInteger, nullable=False),
     Column("created_at", UTCDateTime, nullable=False),
+    *_receipt_columns(),
     CheckConstraint("kind IN ('totp', 'hotp')", name="kind"),
 )
 
@@ -161,6 +171,7 @@ emergency_code = Table(
     # Compare-and-set target: UPDATE ... SET used_at=:at WHERE id=:id AND used_at IS NULL.
     Column("used_at", UTCDateTime, nullable=True),
     Column("used_client", Text, nullable=True),
+    *_receipt_columns(),
     # Its index (set_id, position) also serves lookups and the cascade by set_id alone.
     UniqueConstraint("set_id", "position"),
     CheckConstraint("position >= 1", name="position"),
@@ -169,6 +180,8 @@ emergency_code = Table(
 )
 
 # --- retransmission receipts (issue 5; revision 0003) --------------------------------------
+# Since revision 0005 only for the receipts a row cannot hold (see _receipt_columns and
+# Store.apply_batch): one a token's next Accept displaces within its lifetime.
 
 receipt = Table(
     "receipt", metadata,

@@ -8,8 +8,8 @@ from datetime import UTC, datetime, timedelta
 from twisted.internet import defer
 
 from radiusd.app import GroupCommit
-from radiusd.model import (AdvanceToken, AuditEvent, Receipt, RecordFailure, TokenKind,
-                           UseEmergencyCode)
+from radiusd.model import (AdvanceToken, AuditEvent, Receipt, RecordFailure, SaveReceipt,
+                           TokenKind, UseEmergencyCode)
 from radiusd.store import Store
 from radiusd.store.tables import receipt as receipt_table
 from test_store_emergency import add_user, issue, new_set, rows
@@ -48,10 +48,38 @@ def test_each_request_in_a_batch_keeps_its_own_compare_and_set(store):
     audit = [(r.event.user_name, r.event.result) for r in store.list_audit(action="auth")]
     assert sorted(audit) == sorted([("alice", "accept"), ("alice", "reject"),
                                     ("bob", "accept"), ("ghost", "reject")])
-    assert sorted(bytes(r.key)[0] for r in rows(store, receipt_table)) == [1, 3]
+    # An Accept's receipt is on the row its compare-and-set changed; the loser left none.
+    tokens = {t.serial: t for t in store.load_subjects(["alice", "bob"])["alice"].tokens}
+    assert tokens["A1"].receipt == receipt(1)
+    assert store.load_subject("bob").tokens[0].receipt is None
+    # A receipt without a compare-and-set to carry it goes to the receipt table.
+    assert sorted(bytes(r.key)[0] for r in rows(store, receipt_table)) == [3]
     assert store.get_user("alice").failures == 1
-    assert store.find_receipts([bytes([1]) * 32, bytes([2]) * 32], NOW).keys() == \
-        {bytes([1]) * 32}
+    assert store.find_receipts([bytes([3]) * 32, bytes([2]) * 32], NOW).keys() == \
+        {bytes([3]) * 32}
+
+
+def test_an_emergency_code_keeps_the_receipt_of_the_request_that_used_it(store):
+    user_id = add_user(store, "dave")
+    emergency = issue(store, "dave", new_set(user_id))
+    code = emergency.codes[1]
+    use = (UseEmergencyCode(code.id, emergency.id, NOW, "vpn"),)
+    assert store.apply_batch([(use, auth("dave", "accept"), receipt(7))]) == [True]
+    found = store.find_emergency_codes([(emergency.id, code.code_hash)])
+    assert found[(emergency.id, code.code_hash)].receipt == receipt(7)
+    assert rows(store, receipt_table) == []
+
+
+def test_a_displaced_receipt_is_saved_in_the_receipt_table(store):
+    add_user(store, "erin")
+    token_id = token(store, "erin", "E1")
+    assert store.apply_batch([((AdvanceToken(token_id, 5),), auth("erin", "accept"),
+                               receipt(4))]) == [True]
+    displaced = store.load_subject("erin").tokens[0].receipt
+    assert store.apply_batch([((AdvanceToken(token_id, 6), SaveReceipt(displaced)),
+                               auth("erin", "accept"), receipt(5))]) == [True]
+    assert store.load_subject("erin").tokens[0].receipt == receipt(5)
+    assert store.find_receipts([receipt(4).key], NOW) == {receipt(4).key: receipt(4)}
 
 
 def test_a_request_whose_second_cas_loses_keeps_none_of_its_effects(store):

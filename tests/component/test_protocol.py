@@ -168,12 +168,7 @@ def test_receipt_gives_a_second_server_the_same_accept(h, tmp_path):
     h.add_user("gil")
     first = build_request(SECRET, "gil", "1234" + h.code())
     h.send(first.RequestPacket())
-    other = Harness.__new__(Harness)
-    other.__dict__.update(h.__dict__)
-    other.protocol = RadiusProtocol(clients=h.protocol.clients, handlers=HANDLERS, ctx=h.ctx,
-                                    clock=h.clock)            # empty memory cache
-    other.transport = FakeDatagramTransport()
-    other.protocol.makeConnection(other.transport)
+    other = _second_server(h)                                 # empty memory cache
     other.send(first.RequestPacket())
     assert [raw[0] for raw, _ in other.transport.written] == [packet.AccessAccept]
     second = build_request(SECRET, "gil", "1234" + h.code())
@@ -182,6 +177,37 @@ def test_receipt_gives_a_second_server_the_same_accept(h, tmp_path):
     assert [raw[0] for raw, _ in other.transport.written] == [packet.AccessAccept,
                                                              packet.AccessReject]
     assert [r.event.result for r in h.auth_rows("gil")] == ["reject", "accept"]
+
+
+def _second_server(h: Harness) -> Harness:
+    """Another server on the same database: same store and clock, empty memory cache."""
+    other = Harness.__new__(Harness)
+    other.__dict__.update(h.__dict__)
+    other.protocol = RadiusProtocol(clients=h.protocol.clients, handlers=HANDLERS, ctx=h.ctx,
+                                    clock=h.clock)
+    other.transport = FakeDatagramTransport()
+    other.protocol.makeConnection(other.transport)
+    return other
+
+
+def test_the_tokens_next_accept_keeps_the_earlier_receipt_for_its_60_seconds(h):
+    """The receipt lives on the token's row; the token's next Accept moves it to the
+    receipt table, where a late retransmission of the first request still finds it."""
+    h.add_user("hal")
+    first = build_request(SECRET, "hal", "1234" + h.code())
+    h.send(first.RequestPacket())
+    h.clock.advance(30.0)                                     # the next TOTP step
+    h.send(build_request(SECRET, "hal", "1234" + h.code()).RequestPacket())
+    other = _second_server(h)
+    other.send(first.RequestPacket())                         # 30 s after: still answered
+    assert [raw[0] for raw, _ in h.transport.written] == [packet.AccessAccept] * 2
+    assert [raw[0] for raw, _ in other.transport.written] == [packet.AccessAccept]
+    assert [r.event.result for r in h.auth_rows("hal")] == ["accept", "accept"]
+    h.clock.advance(31.0)                                     # 61 s after the first
+    third = _second_server(h)
+    third.send(first.RequestPacket())
+    h.clock.advance(1.0)
+    assert [raw[0] for raw, _ in third.transport.written] == [packet.AccessReject]
 
 
 def test_database_down_means_no_reply_and_retransmission_processed_later(h):
