@@ -86,21 +86,11 @@ def open_store(config: Config, *, create: bool = False, pool_size: int = 1) -> S
     return store
 
 
-def is_sqlite(config: Config) -> bool:
-    return config.database.url.startswith("sqlite")
-
-
 def db_threads(config: Config) -> int:
     """DB thread-pool size: SQLite has one writer, so one thread (measured: a second thread
     to overlap reads with the fsync lost ~25% to GIL contention on one core); PostgreSQL
     takes several."""
-    return 1 if is_sqlite(config) else 8
-
-
-def db_connections(config: Config) -> int:
-    """Connections ``serve`` keeps: one per DB thread, and on SQLite one more for the
-    request path's batches, which run on the reactor thread (``GroupCommit(inline=True)``)."""
-    return db_threads(config) + (1 if is_sqlite(config) else 0)
+    return 1 if config.database.url.startswith("sqlite") else 8
 
 
 def initialise(config: Config) -> tuple[bool, Store]:
@@ -148,12 +138,6 @@ class DatabaseRunner:
         d.addCallbacks(self._succeeded, self._failed)
         return d
 
-    def inline(self, fn: Callable[..., Any], *args: Any) -> defer.Deferred:
-        """``fn(*args)`` on the calling (reactor) thread: the request path's batches on
-        SQLite (``GroupCommit(inline=True)``). Same outcome handling as ``__call__``; no
-        timeout of its own: SQLite's busy_timeout bounds a wait for the lock."""
-        return defer.maybeDeferred(fn, *args).addCallbacks(self._succeeded, self._failed)
-
     def _succeeded(self, result: Any) -> Any:
         if self.health.mark_up():
             self.log.info("database reachable again: answering requests")
@@ -194,22 +178,14 @@ class GroupCommit:
     fewer than ``min_batch`` requests wait, they wait up to ``gather`` seconds more for
     company: a batch has fixed costs (its queries, its commit), so batches of one or two
     under a steady stream would spend the core on overhead and queue everyone behind it.
-    ``concurrency`` batches run at once (the DB thread-pool size on PostgreSQL).
-    Every request still gets its own compare-and-set, and its reply only after its batch
-    committed.
-
-    ``inline``: ``run_db`` runs the batch on the reactor thread itself (SQLite: one writer,
-    so one batch at a time anyway). A batch starts on the reactor's next turn, after it
-    has read every datagram waiting, never in the middle of reading them. Measured: with
-    the batches in a DB thread, the reactor and that thread handed the GIL back and forth
-    for every datagram that arrived during a batch, and at an even half load the server
-    spent as much CPU per login as at full load twice over.
+    ``concurrency`` batches run at once (the DB thread-pool size: 1 on SQLite, which has
+    one writer). Every request still gets its own compare-and-set, and its reply only after
+    its batch committed.
     """
 
     def __init__(self, run_db: Callable[..., defer.Deferred], process: Callable[..., list],
                  ctx: HandlerContext, *, clock=None, max_batch: int = 256,
-                 min_batch: int = 16, gather: float = 0.002, concurrency: int = 1,
-                 inline: bool = False):
+                 min_batch: int = 16, gather: float = 0.002, concurrency: int = 1):
         self.run_db = run_db
         self.process = process
         self.ctx = ctx
@@ -218,7 +194,6 @@ class GroupCommit:
         self.min_batch = min_batch
         self.gather = gather
         self.concurrency = concurrency
-        self.inline = inline
         self._pending: list[tuple[Any, defer.Deferred]] = []
         self._running = 0
         self._finished_at: float | None = None
@@ -227,27 +202,8 @@ class GroupCommit:
     def __call__(self, item: Any) -> defer.Deferred:
         waiting: defer.Deferred = defer.Deferred()
         self._pending.append((item, waiting))
-        if self.inline:
-            self._plan()
-        else:
-            self._start()
+        self._start()
         return waiting
-
-    def _plan(self) -> None:
-        """Inline: run the next batch on the reactor's next turn, or, while requests are
-        streaming in and fewer than ``min_batch`` wait, ``gather`` seconds from now (a
-        batch's commit costs ~0.5 ms of CPU here, whatever its size)."""
-        is_due = len(self._pending) >= self.min_batch or not self._is_busy()
-        if self._timer is not None:
-            if not is_due or self._timer.getTime() <= self.clock.seconds():
-                return
-            self._timer.cancel()  # enough company now: do not wait the rest of gather
-            self._timer = None
-        self._schedule(0 if is_due else self.gather)
-
-    def _schedule(self, delay: float) -> None:
-        if self._timer is None:
-            self._timer = self.clock.callLater(delay, self._gathered)
 
     def _is_busy(self) -> bool:
         """A batch finished moments ago: requests are streaming in."""
@@ -257,7 +213,8 @@ class GroupCommit:
     def _start(self, is_gathered: bool = False) -> None:
         while self._running < self.concurrency and self._pending:
             if not is_gathered and len(self._pending) < self.min_batch and self._is_busy():
-                self._schedule(self.gather)
+                if self._timer is None:
+                    self._timer = self.clock.callLater(self.gather, self._gathered)
                 return
             batch = self._pending[:self.max_batch]
             del self._pending[:self.max_batch]
@@ -279,10 +236,7 @@ class GroupCommit:
         else:
             for (_, waiting), verdict in zip(batch, result, strict=True):
                 waiting.callback(verdict)
-        if not self.inline:
-            self._start()
-        elif self._pending:
-            self._plan()
+        self._start()
 
 
 @dataclass
@@ -323,12 +277,8 @@ def start_server(config: Config, reactor, store: Store, keys: Keys, *,
         settings=SettingsCache(store.load_settings, ttl=timedelta(seconds=5)),
         reject_delay=config.radius.reject_delay.total_seconds(),
         node=node or node_name(), perimeter=config.perimeter, health=health, debug=debug)
-    if is_sqlite(config):
-        ctx.group_commit = GroupCommit(runner.inline, authenticate_batch, ctx, clock=reactor,
-                                       inline=True)
-    else:
-        ctx.group_commit = GroupCommit(runner, authenticate_batch, ctx, clock=reactor,
-                                       concurrency=db_threads(config))
+    ctx.group_commit = GroupCommit(runner, authenticate_batch, ctx, clock=reactor,
+                                   concurrency=db_threads(config))
     prune = LoopingCall(_prune_receipts, runner, store, ctx)
     prune.clock = reactor
     prune.start(RECEIPT_PRUNE_INTERVAL, now=False)
@@ -385,7 +335,7 @@ def serve(config: Config, *, debug: bool = False, workers: int = 1,
     if worker_index is None:
         created, store = initialise(config)
     else:
-        created, store = False, open_store(config, pool_size=db_connections(config))
+        created, store = False, open_store(config, pool_size=db_threads(config))
     keys = open_keys(config)
     _begin_logging(debug)
     for key, message in config.warnings:

@@ -235,7 +235,7 @@ def _answered(ctx: HandlerContext, batch: Sequence[Pending], keys: Sequence[byte
     receipts = {index: _row_receipt(subject, keys[index], batch[index].now)
                 for index, subject in zip(indexes, subjects)}
     unanswered = [keys[index] for index, receipt in receipts.items() if receipt is None]
-    table = ctx.store.find_receipts(unanswered, batch[0].now) if unanswered else {}
+    table = ctx.store.find_receipts(unanswered, batch[0].now)
     answered: dict[int, Verdict] = {}
     for index, receipt in receipts.items():
         receipt = receipt or table.get(keys[index])

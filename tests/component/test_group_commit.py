@@ -153,36 +153,3 @@ def test_under_a_steady_stream_small_batches_wait_briefly_for_company():
         group(item)
     assert calls[-1] == [5, 6, 7, 8]
 
-
-def test_inline_batches_run_on_the_next_turn_with_everything_read_before():
-    """SQLite: the batch runs on the reactor thread, never in the middle of reading
-    datagrams: every request of this turn goes into it; while requests stream in, a small
-    batch waits ``gather`` for company, and stops waiting once ``min_batch`` are there."""
-    from twisted.internet.task import Clock
-    clock = Clock()
-    calls: list[list[int]] = []
-
-    def run_db(process, ctx, items):
-        calls.append(list(items))
-        return defer.succeed([item * 10 for item in items])
-
-    group = GroupCommit(run_db, process=None, ctx=None, clock=clock, min_batch=4,
-                        gather=0.002, inline=True)
-    replies = [group(1), group(2)]       # one turn of the reactor reads two datagrams
-    assert calls == []                   # nothing runs while it is still reading
-    clock.advance(0)
-    assert calls == [[1, 2]]
-    assert [reply.result for reply in replies] == [10, 20]
-    group(3)                             # streaming: wait for company ...
-    clock.advance(0)
-    assert calls == [[1, 2]]
-    clock.advance(0.002)                 # ... up to gather
-    assert calls == [[1, 2], [3]]
-    for item in range(4, 8):             # min_batch arrive within gather: no more waiting
-        group(item)
-    clock.advance(0)
-    assert calls == [[1, 2], [3], [4, 5, 6, 7]]
-    clock.advance(1.0)
-    group(8)                             # idle: the next turn
-    clock.advance(0)
-    assert calls[-1] == [8]

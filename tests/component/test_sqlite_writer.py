@@ -34,30 +34,43 @@ def database(tmp_path):
 
 
 def test_a_writer_waits_for_another_process_and_goes_when_it_is_done(database, tmp_path):
+    # The other process holds the lock until told (a line on its stdin) to let go.
     holder = subprocess.Popen(
         [sys.executable, "-c", f"""
 import fcntl, os, sys, time
 fd = os.open({str(database) + "-writer"!r}, os.O_RDWR | os.O_CREAT, 0o600)
 fcntl.flock(fd, fcntl.LOCK_EX)
 print("held", flush=True)
-time.sleep(0.4)
+sys.stdin.readline()
+released = time.monotonic()
 fcntl.flock(fd, fcntl.LOCK_UN)
-print("released", time.monotonic(), flush=True)
-time.sleep(5)
-"""], stdout=subprocess.PIPE, text=True)
-    store = Store.open(f"sqlite:///{database}", statement_timeout=3.0)
+print("released", released, flush=True)
+sys.stdin.readline()
+"""], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    store = Store.open(f"sqlite:///{database}", statement_timeout=5.0)
+    done = threading.Event()
+    finished_at: list[float] = []
+
+    def write() -> None:
+        store.set_setting("lockout.max_failures", "7", event())
+        finished_at.append(time.monotonic())
+        done.set()
+
+    writer = threading.Thread(target=write)
     try:
         assert holder.stdout.readline().strip() == "held"
-        started = time.monotonic()
-        store.set_setting("lockout.max_failures", "7", event())
-        done = time.monotonic()
+        writer.start()
+        assert not done.wait(0.3)  # it waits for the other process ...
+        holder.stdin.write("release\n")
+        holder.stdin.flush()
         released = float(holder.stdout.readline().split()[1])
-        assert done - started >= 0.3  # it waited for the other process ...
-        assert 0 <= done - released < 0.05  # ... and went within a few ms of its release
+        assert done.wait(5.0)
+        assert 0 <= finished_at[0] - released < 0.05  # ... and goes within ms of release
         assert store.load_settings().max_failures == 7
     finally:
         holder.kill()
         holder.wait()
+        writer.join(5.0)
         store.close()
 
 
