@@ -21,7 +21,7 @@ from twisted.logger import Logger
 
 from radiusd import codec
 from radiusd.clients import ClientTable
-from radiusd.dedup import DedupAction, DedupKey, ReplyCache
+from radiusd.dedup import DedupAction, DedupKey, ReplyCache, dedup_key
 from radiusd.errors import PacketDropped, StoreUnavailable
 from radiusd.handlers.context import HandlerContext, Response
 from radiusd.model import Client, PacketCode, RadiusRequest
@@ -78,7 +78,7 @@ class RadiusProtocol(DatagramProtocol):
         if request.code == PacketCode.ACCESS_REQUEST:
             # RFC 5080 §2.2.2. Status-Server is not de-duplicated: RFC 5997 §4.1 clients
             # change the Identifier for every Status-Server.
-            key = DedupKey(host, port, request.code, request.identifier)
+            key = dedup_key(host, port, request.code, request.identifier)
             action, cached = self.cache.check(key, request.authenticator, self.clock.seconds())
             if action is DedupAction.RESEND:
                 if self.debug:

@@ -128,28 +128,22 @@ def test_a_failed_batch_fails_each_of_its_requests():
     assert len(failures) == 2 and all(f.check(RuntimeError) for f in failures)
 
 
-def test_under_a_steady_stream_small_batches_wait_briefly_for_company():
-    from twisted.internet.task import Clock
-    clock = Clock()
+def test_a_request_that_finds_the_database_idle_never_waits_for_company():
     calls: list[list[int]] = []
+    gates: list[defer.Deferred] = []
 
     def run_db(process, ctx, items):
         calls.append(list(items))
-        return defer.succeed([None] * len(items))
+        gate = defer.Deferred()
+        gates.append(gate)
+        return gate.addCallback(lambda _: [None] * len(items))
 
-    group = GroupCommit(run_db, process=None, ctx=None, clock=clock, min_batch=4,
-                        gather=0.002)
-    group(1)                             # idle: dispatched at once
-    assert calls == [[1]]
-    group(2)                             # a batch just finished: wait for company
-    group(3)
-    assert calls == [[1]]
-    clock.advance(0.002)
-    assert calls == [[1], [2, 3]]
-    clock.advance(1.0)                   # idle again: no waiting
-    group(4)
-    assert calls == [[1], [2, 3], [4]]
-    for item in range(5, 9):             # min_batch reached: no waiting either
-        group(item)
-    assert calls[-1] == [5, 6, 7, 8]
+    group = GroupCommit(run_db, process=None, ctx=None)
+    group(1)
+    group(2)
+    gates[0].callback(None)              # a batch just finished, under a steady stream:
+    assert calls == [[1], [2]]           # the one waiting goes at once, alone
+    gates[1].callback(None)
+    group(3)                             # idle again: at once
+    assert calls == [[1], [2], [3]]
 

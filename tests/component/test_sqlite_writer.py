@@ -125,3 +125,28 @@ def test_an_in_memory_database_has_no_lock_file(tmp_path, monkeypatch):
     finally:
         store.close()
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_prune_with_nothing_expired_does_not_queue_for_the_writer(database):
+    """The server prunes receipts every second; with nothing expired that must not be a
+    write transaction queued with the logins."""
+    from datetime import timedelta
+
+    from radiusd.store.tables import receipt
+
+    first = Store.open(f"sqlite:///{database}")
+    second = Store.open(f"sqlite:///{database}", statement_timeout=0.3)
+    try:
+        with first._engine.begin() as connection:
+            connection.execute(receipt.insert().values(
+                key=b"k" * 32, code=2, reply_messages="[]",
+                expires_at=NOW + timedelta(seconds=60)))
+        with first._write_lock:  # another process writing, as far as the flock knows
+            assert second.prune_receipts(NOW + timedelta(seconds=59)) == 0  # at once
+            with pytest.raises(StoreUnavailable, match="locked by another process"):
+                second.prune_receipts(NOW + timedelta(seconds=60))  # one to delete: waits
+        assert second.prune_receipts(NOW + timedelta(seconds=60)) == 1
+        assert second.prune_receipts(NOW + timedelta(seconds=60)) == 0
+    finally:
+        first.close()
+        second.close()

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from radiusd.dedup import DedupAction, DedupKey, ReplyCache
+from radiusd.dedup import DedupAction, ReplyCache, dedup_key
 from radiusd.model import PacketCode
 
 PROCESS, RESEND, DROP = DedupAction.PROCESS, DedupAction.RESEND, DedupAction.DROP
 
-KEY = DedupKey("192.0.2.10", 50000, PacketCode.ACCESS_REQUEST, 7)
+KEY = dedup_key("192.0.2.10", 50000, PacketCode.ACCESS_REQUEST, 7)
 AUTH = bytes(range(16))
 OTHER_AUTH = bytes(range(1, 17))
 REPLY = b"\x02\x07\x00\x14" + b"\xaa" * 16
@@ -74,19 +74,19 @@ SCENARIOS = {
     ],
     "other_port_is_another_request": [
         ("check", KEY, AUTH, 0.0, (PROCESS, None)),
-        ("check", DedupKey("192.0.2.10", 50001, 1, 7), AUTH, 1.0, (PROCESS, None)),
+        ("check", dedup_key("192.0.2.10", 50001, 1, 7), AUTH, 1.0, (PROCESS, None)),
     ],
     "other_identifier_is_another_request": [
         ("check", KEY, AUTH, 0.0, (PROCESS, None)),
-        ("check", DedupKey("192.0.2.10", 50000, 1, 8), AUTH, 1.0, (PROCESS, None)),
+        ("check", dedup_key("192.0.2.10", 50000, 1, 8), AUTH, 1.0, (PROCESS, None)),
     ],
     "other_address_is_another_request": [
         ("check", KEY, AUTH, 0.0, (PROCESS, None)),
-        ("check", DedupKey("192.0.2.11", 50000, 1, 7), AUTH, 1.0, (PROCESS, None)),
+        ("check", dedup_key("192.0.2.11", 50000, 1, 7), AUTH, 1.0, (PROCESS, None)),
     ],
     "other_code_is_another_request": [
         ("check", KEY, AUTH, 0.0, (PROCESS, None)),
-        ("check", DedupKey("192.0.2.10", 50000, 12, 7), AUTH, 1.0, (PROCESS, None)),
+        ("check", dedup_key("192.0.2.10", 50000, 12, 7), AUTH, 1.0, (PROCESS, None)),
     ],
 }
 
@@ -155,22 +155,22 @@ def test_complete_after_eviction_caches_the_reply_again():
 def test_expired_entries_are_swept_without_being_asked_for():
     cache = ReplyCache(ttl=30.0, in_flight_timeout=60.0)
     for identifier in range(100):
-        key = DedupKey("192.0.2.10", 50000, 1, identifier)
+        key = dedup_key("192.0.2.10", 50000, 1, identifier)
         cache.check(key, AUTH, float(identifier) / 10)
         if identifier % 2:
             cache.complete(key, AUTH, REPLY, float(identifier) / 10)
     assert len(cache) == 100
 
-    cache.check(DedupKey("192.0.2.99", 1, 1, 0), AUTH, 45.0)  # replies expired
+    cache.check(dedup_key("192.0.2.99", 1, 1, 0), AUTH, 45.0)  # replies expired
     assert len(cache) == 50 + 1
 
-    cache.check(DedupKey("192.0.2.99", 1, 1, 1), AUTH, 75.0)  # stale in-flight marks too
+    cache.check(dedup_key("192.0.2.99", 1, 1, 1), AUTH, 75.0)  # stale in-flight marks too
     assert len(cache) == 2
 
 
 def test_cap_evicts_the_oldest_reply_first():
     cache = ReplyCache(max_entries=3)
-    keys = [DedupKey("192.0.2.10", 50000, 1, n) for n in range(4)]
+    keys = [dedup_key("192.0.2.10", 50000, 1, n) for n in range(4)]
     for n, key in enumerate(keys[:3]):
         cache.check(key, AUTH, float(n))
         cache.complete(key, AUTH, REPLY, float(n))
@@ -184,7 +184,7 @@ def test_cap_evicts_the_oldest_reply_first():
 
 def test_cap_keeps_in_flight_marks_and_evicts_replies():
     cache = ReplyCache(max_entries=2)
-    answered, in_flight, new = (DedupKey("192.0.2.10", 50000, 1, n) for n in range(3))
+    answered, in_flight, new = (dedup_key("192.0.2.10", 50000, 1, n) for n in range(3))
     cache.check(answered, AUTH, 0.0)
     cache.complete(answered, AUTH, REPLY, 0.0)
     cache.check(in_flight, AUTH, 1.0)
@@ -199,8 +199,8 @@ def test_cap_keeps_in_flight_marks_and_evicts_replies():
 def test_full_of_in_flight_requests_drops_new_ones_without_marking_them():
     cache = ReplyCache(max_entries=2)
     for n in range(2):
-        cache.check(DedupKey("192.0.2.10", 50000, 1, n), AUTH, 0.0)
-    extra = DedupKey("192.0.2.10", 50000, 1, 2)
+        cache.check(dedup_key("192.0.2.10", 50000, 1, n), AUTH, 0.0)
+    extra = dedup_key("192.0.2.10", 50000, 1, 2)
 
     assert cache.check(extra, AUTH, 1.0) == (DROP, None)
     assert len(cache) == 2
@@ -211,7 +211,7 @@ def test_full_of_in_flight_requests_drops_new_ones_without_marking_them():
 
 def test_len_counts_in_flight_and_answered_requests():
     cache = ReplyCache()
-    first, second = DedupKey("a", 1, 1, 1), DedupKey("a", 1, 1, 2)
+    first, second = dedup_key("a", 1, 1, 1), dedup_key("a", 1, 1, 2)
     cache.check(first, AUTH, 0.0)
     cache.check(second, AUTH, 0.0)
     cache.complete(first, AUTH, REPLY, 0.0)
@@ -237,5 +237,23 @@ def test_invalid_limits_are_refused(kwargs):
 
 
 def test_dedup_key_of_int_code_equals_key_of_packet_code():
-    assert DedupKey("a", 1, 1, 2) == DedupKey("a", 1, PacketCode.ACCESS_REQUEST, 2)
-    assert hash(DedupKey("a", 1, 1, 2)) == hash(DedupKey("a", 1, PacketCode.ACCESS_REQUEST, 2))
+    assert dedup_key("a", 1, 1, 2) == dedup_key("a", 1, PacketCode.ACCESS_REQUEST, 2)
+    assert hash(dedup_key("a", 1, 1, 2)) == hash(dedup_key("a", 1, PacketCode.ACCESS_REQUEST, 2))
+
+
+def test_cached_entries_are_not_left_to_the_cyclic_garbage_collector():
+    """Tens of thousands of entries live for 30 s: made of plain tuples of atoms, the
+    collector untracks them at its first pass and full collections no longer walk them
+    (as dataclass instances they cost ~20 ms of pause per 65,536 entries)."""
+    import gc
+
+    cache = ReplyCache()
+    for identifier in range(256):
+        key = dedup_key("192.0.2.10", 50000, PacketCode.ACCESS_REQUEST, identifier)
+        assert cache.check(key, AUTH, 0.0) == (PROCESS, None)
+        if identifier % 2:
+            cache.complete(key, AUTH, REPLY, 1.0)
+    gc.collect()
+    entries = [*cache._in_flight.items(), *cache._answered.items()]
+    assert len(entries) == 256
+    assert not [item for pair in entries for item in pair if gc.is_tracked(item)]
