@@ -244,7 +244,7 @@ def test_dedup_key_of_int_code_equals_key_of_packet_code():
 def test_cached_entries_are_not_left_to_the_cyclic_garbage_collector():
     """Tens of thousands of entries live for 30 s: made of plain tuples of atoms, the
     collector untracks them at its first pass and full collections no longer walk them
-    (as dataclass instances they cost ~20 ms of pause per 65,536 entries)."""
+    (as dataclass instances, a full collection over 65,536 of them took 21 ms against 7 ms)."""
     import gc
 
     cache = ReplyCache()
