@@ -59,6 +59,43 @@ def test_smoke_run_reports_every_phase_with_every_reply_verified(tmp_path):
         in result.stdout
 
 
+
+def test_rate_vs_freeradius_paces_radiusd_at_a_share_of_the_same_rounds_freeradius(tmp_path):
+    # Issue 6's latency target is "p99 at half of 0.10x FreeRADIUS": the bench sets that
+    # load from the FreeRADIUS rate it has just measured, on whatever machine it runs.
+    if shutil.which("freeradius") is None:
+        if REQUIRE_ALL:
+            pytest.fail("freeradius not found: apt-get install -y freeradius "
+                        "(RADIUSD_TEST_REQUIRE_ALL=1: required)", pytrace=False)
+        pytest.skip("freeradius not found: apt-get install -y freeradius")
+    report = tmp_path / "bench.json"
+    command = [sys.executable, "-m", "radiusd.bench", "--vs-freeradius",
+               "--rate-vs-freeradius", "0.02", "--phases", "status", "--duration", "2",
+               "--rounds", "1", "--in-flight", "4", "--sockets", "2", "--json", str(report)]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=120, cwd=REPO)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+    [round_one] = json.loads(report.read_text())["rounds"]
+    freeradius = round_one["phases"]["freeradius-pap"]["rate"]
+    assert round_one["paced_rate"] == pytest.approx(0.02 * freeradius)
+    assert round_one["phases"]["status-server"]["rate"] == pytest.approx(
+        round_one["paced_rate"], rel=0.15)
+    assert f"pacing radiusd phases at {0.02 * freeradius:,.0f} req/s" in result.stdout
+
+
+@pytest.mark.parametrize("options, message", [
+    (["--rate-vs-freeradius", "0.05"], "--rate-vs-freeradius needs --vs-freeradius"),
+    (["--vs-freeradius", "--rate-vs-freeradius", "0.05", "--rate", "100"],
+     "--rate and --rate-vs-freeradius exclude each other"),
+    (["--vs-freeradius", "--rate-vs-freeradius", "0"], "--rate-vs-freeradius"),
+])
+def test_rate_vs_freeradius_is_refused_without_a_freeradius_rate_to_share(options, message):
+    result = subprocess.run([sys.executable, "-m", "radiusd.bench", *options],
+                            capture_output=True, text=True, timeout=60, cwd=REPO)
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+
 # --- the generator's own checks (no server process) ------------------------------------------
 
 
