@@ -37,6 +37,7 @@ from radiusd.errors import (
     PacketDropped,
     UnexpectedPacketCode,
 )
+from radiusd.keyedhash import HmacKey
 from radiusd.model import Client, PacketCode, RadiusRequest, Secret
 
 __all__ = [
@@ -172,7 +173,22 @@ def message_authenticator(packet: bytes, secret: Secret,
         raise ValueError("packet shorter than the RADIUS header")
     authenticator = packet[4:20] if request_authenticator is None else request_authenticator
     attributes = _zero_message_authenticator(packet[HEADER_LENGTH:])
-    return hmac.digest(secret.reveal(), packet[:4] + authenticator + attributes, "md5")
+    return _secret_hashes(secret)[0].digest(packet[:4] + authenticator + attributes)
+
+
+@lru_cache(maxsize=1024)
+def _secret_hashes(secret: Secret) -> tuple[HmacKey, "hashlib._Hash"]:
+    """A client secret's HMAC-MD5 key (Message-Authenticator) and the MD5 state after the
+    secret (User-Password's key stream, MD5(S + ...)), set up once per secret: three of
+    the four MD5-based computations of a request start from these (``keyedhash``)."""
+    return HmacKey(secret.reveal(), "md5"), hashlib.md5(secret.reveal())
+
+
+def _md5_after_secret(secret: Secret, data: bytes) -> bytes:
+    """MD5(secret + data)."""
+    state = _secret_hashes(secret)[1].copy()
+    state.update(data)
+    return state.digest()
 
 
 def _zero_message_authenticator(attributes: bytes) -> bytes:
@@ -236,11 +252,10 @@ def decrypt_password(ciphertext: bytes, secret: Secret, authenticator: bytes) ->
     size = len(ciphertext)
     if size < 16 or size > 128 or size % 16:
         raise ValueError(f"User-Password length {size} is not 16..128 and a multiple of 16")
-    key = secret.reveal()
     # The key stream b(1..n) depends only on the ciphertext, so XOR it in one go.
-    stream = hashlib.md5(key + authenticator).digest()
+    stream = _md5_after_secret(secret, authenticator)
     for offset in range(16, size, 16):
-        stream += hashlib.md5(key + ciphertext[offset - 16:offset]).digest()
+        stream += _md5_after_secret(secret, ciphertext[offset - 16:offset])
     plain = int.from_bytes(ciphertext, "big") ^ int.from_bytes(stream, "big")
     return plain.to_bytes(size, "big").rstrip(b"\x00")
 
@@ -406,8 +421,8 @@ def _decode(data: bytes, client: Client) -> RadiusRequest:
     else:
         # RFC 3579 §3.2: always verified when present, over the raw (trimmed) bytes with the
         # value zeroed; compare_digest so the comparison leaks no timing.
-        expected = hmac.digest(client.secret.reveal(),
-                               data[:ma_offset + 2] + _ZERO_MAC + data[ma_offset + 18:], "md5")
+        expected = _secret_hashes(client.secret)[0].digest(
+            data[:ma_offset + 2] + _ZERO_MAC + data[ma_offset + 18:])
         if not hmac.compare_digest(expected, data[ma_offset + 2:ma_offset + 18]):
             raise BadMessageAuthenticator("Message-Authenticator does not verify")
 
@@ -519,12 +534,12 @@ def encode_reply(request: RadiusRequest, secret: Secret, code: PacketCode,
     if length > MAX_PACKET_LENGTH:
         raise ValueError(f"reply of {length} octets exceeds 4096")
     header = _HEADER.pack(code, request.identifier, length)
-    key = secret.reveal()
     # RFC 3579 §3.2: replies are signed with the Request Authenticator, MA value zeroed.
-    mac = hmac.digest(key, header + request.authenticator + attributes, "md5")
+    mac = _secret_hashes(secret)[0].digest(header + request.authenticator + attributes)
     attributes = attributes[:2] + mac + attributes[MESSAGE_AUTHENTICATOR_LENGTH:]
     # RFC 2865 §3: Response Authenticator = MD5(Code+ID+Length+RequestAuth+Attributes+Secret).
-    authenticator = hashlib.md5(header + request.authenticator + attributes + key).digest()
+    authenticator = hashlib.md5(header + request.authenticator + attributes
+                                + secret.reveal()).digest()
     return header + authenticator + attributes
 
 

@@ -20,6 +20,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
+from radiusd.keyedhash import HmacKey
 from radiusd.model import RandomSource, Secret
 
 MASTER_KEY_BYTES = 32
@@ -47,9 +48,16 @@ class Keys:
     receipt_key: Secret
     # AES-GCM with seed_key, set up once: its key schedule per login was a measurable cost.
     _seed_aead: AESGCM = field(init=False, repr=False, compare=False)
+    # The HMAC keys' hash states, likewise (keyedhash: 4–5 µs a hash saved down to ~2).
+    _pin_mac: HmacKey = field(init=False, repr=False, compare=False)
+    _code_mac: HmacKey = field(init=False, repr=False, compare=False)
+    _receipt_mac: HmacKey = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "_seed_aead", AESGCM(self.seed_key.reveal()))
+        object.__setattr__(self, "_pin_mac", HmacKey(self.pin_key.reveal(), "sha256"))
+        object.__setattr__(self, "_code_mac", HmacKey(self.code_key.reveal(), "sha256"))
+        object.__setattr__(self, "_receipt_mac", HmacKey(self.receipt_key.reveal(), "sha256"))
 
     @classmethod
     def from_master(cls, master: bytes) -> "Keys":
@@ -92,12 +100,12 @@ class Keys:
     def hash_pin(self, pin: Secret, random: RandomSource) -> bytes:
         """``salt || HMAC-SHA256(pin_key, salt || pin)``: 48 bytes to store."""
         salt = random(_SALT_BYTES)
-        return salt + hmac.digest(self.pin_key.reveal(), salt + pin.reveal(), "sha256")
+        return salt + self._pin_mac.digest(salt + pin.reveal())
 
     def verify_pin(self, pin: bytes, stored: bytes) -> bool:
         """Constant-time check of a candidate PIN against ``hash_pin``'s output."""
         salt, expected = stored[:_SALT_BYTES], stored[_SALT_BYTES:]
-        actual = hmac.digest(self.pin_key.reveal(), salt + pin, "sha256")
+        actual = self._pin_mac.digest(salt + pin)
         return hmac.compare_digest(actual, expected)
 
     # --- emergency codes and receipts ---------------------------------------------------
@@ -105,12 +113,12 @@ class Keys:
     def code_hash(self, set_id: str, user_id: int, code: bytes) -> bytes:
         """Keyed hash of one emergency code, bound to its set and user (NIST 800-63B §5.1.2)."""
         message = b"%s\x00%d\x00%s" % (set_id.encode(), user_id, code)
-        return hmac.digest(self.code_key.reveal(), message, "sha256")
+        return self._code_mac.digest(message)
 
     def receipt_hash(self, *parts: bytes) -> bytes:
         """Keyed hash of a request's identity (client, port, Identifier, authenticator, name)."""
         message = b"".join(len(part).to_bytes(4, "big") + part for part in parts)
-        return hmac.digest(self.receipt_key.reveal(), message, "sha256")
+        return self._receipt_mac.digest(message)
 
 
 def _seed_aad(owner: str, serial: str) -> bytes:

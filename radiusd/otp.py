@@ -18,6 +18,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Mapping
 from urllib.parse import quote, urlencode
 
+from radiusd.keyedhash import HmacKey
 from radiusd.model import RandomSource
 
 # RFC 4226 §5.3: "Implementations MUST extract a 6-digit code at a minimum and possibly 7 and
@@ -85,12 +86,17 @@ def hotp(seed: bytes, counter: int, digits: int = 6, algorithm: str = "SHA1") ->
     Raises:
         ValueError: counter out of range, digits out of range or unknown algorithm.
     """
+    return _hotp(HmacKey(seed, _digest_name(algorithm)), counter, digits)
+
+
+def _hotp(key: HmacKey, counter: int, digits: int) -> str:
+    """``hotp`` with the seed's HMAC states set up once (``_match`` computes several)."""
     if not 0 <= counter < _COUNTER_LIMIT:
         raise ValueError(f"HOTP counter {counter} is out of range (0 to 2**64 - 1)")
     if not MIN_DIGITS <= digits <= MAX_DIGITS:
         raise ValueError(f"OTP digits {digits} is out of range ({MIN_DIGITS}–{MAX_DIGITS})")
     # RFC 4226 §5.3 step 1: HS = HMAC(K, C), C as 8 bytes big-endian (§5.2).
-    mac = hmac.digest(seed, counter.to_bytes(8, "big"), _digest_name(algorithm))
+    mac = key.digest(counter.to_bytes(8, "big"))
     # Step 2, dynamic truncation: the low 4 bits of the last byte select 4 bytes, whose
     # top bit is masked off so the value is the same signed or unsigned (31 bits).
     offset = mac[-1] & 0x0F
@@ -132,10 +138,11 @@ def _match(seed: bytes, code: str, candidates: range, *, digits: int, algorithm:
     """
     matched: int | None = None
     is_replay = False
+    key = HmacKey(seed, _digest_name(algorithm))
     for value in candidates:
         if not 0 <= value < _COUNTER_LIMIT:
             continue
-        if _is_same_code(hotp(seed, value, digits, algorithm), code):
+        if _is_same_code(_hotp(key, value, digits), code):
             if value > last_used:
                 if matched is None:
                     matched = value
