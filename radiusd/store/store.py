@@ -215,7 +215,7 @@ _TOKEN_KINDS = {kind.value: kind for kind in TokenKind}
 
 
 # WAL pages before SQLite checkpoints inside a commit (its default: 1,000); the server's
-# own checkpoint five times a second keeps the log far below this.
+# own checkpoint fifty times a second keeps the log far below this.
 _AUTOCHECKPOINT_PAGES = 20_000
 
 
@@ -231,7 +231,7 @@ def _set_up_sqlite(connection: sqlite3.Connection, timeout_ms: int) -> None:
         # WAL + FULL: a returned commit is on disk (STYLE §2 step 5).
         cursor.execute("PRAGMA synchronous = FULL")
         cursor.execute("PRAGMA foreign_keys = ON")  # tokens ON DELETE CASCADE
-        # Checkpoints run beside the request path (Store.checkpoint, five times a second); the
+        # Checkpoints run beside the request path (Store.checkpoint, fifty times a second); the
         # automatic one, inside a commit, stays only as a safety net.
         cursor.execute(f"PRAGMA wal_autocheckpoint = {_AUTOCHECKPOINT_PAGES}")
     finally:
@@ -376,6 +376,10 @@ class Store:
         self._checkpoint_lock = threading.Lock()
         self._sql = _RequestSql(self._is_sqlite)
         self._checkpoint_connection: sqlite3.Connection | None = None
+        # Write transactions committed by this Store (``has_new_writes``: an idle server's
+        # checkpoint timer then does not wake a thread for nothing).
+        self._writes = 0
+        self._checkpointed_writes = 0
 
     # --- lifecycle -----------------------------------------------------------------------
 
@@ -541,6 +545,8 @@ class Store:
                     connection.rollback()
                     raise
                 connection.commit()
+                if write:
+                    self._writes += 1
             except sqlite3.Error as exc:
                 self._drop_request_connection()
                 raise self._driver_error(exc) from exc
@@ -574,6 +580,7 @@ class Store:
                ) -> Iterator[Connection]:
         with self._write_lock, self._transaction(write=True, conflict=conflict) as connection:
             yield connection
+        self._writes += 1
 
     def _driver_error(self, exc: sqlite3.Error | psycopg.Error) -> Exception:
         """A driver's own error (the request path's raw cursor) as NotInitialised or
@@ -1294,12 +1301,13 @@ class Store:
         which never blocks readers or the writer), on a connection of its own.
 
         Left to SQLite, the checkpoint runs inside whichever commit crosses the WAL size
-        threshold and stalls every login waiting behind it; the server calls this five
+        threshold and stalls every login waiting behind it; the server calls this fifty
         times a second from a thread of its own instead. A no-op on PostgreSQL.
         """
         if not self._is_sqlite:
             return
         with self._checkpoint_lock:
+            self._checkpointed_writes = self._writes
             if self._checkpoint_connection is None:
                 path = self._url.database
                 self._checkpoint_connection = sqlite3.connect(
@@ -1309,6 +1317,12 @@ class Store:
             except sqlite3.Error as exc:
                 raise StoreUnavailable(f"database {self._safe_url}: checkpoint failed: "
                                        f"{exc}") from None
+
+    def has_new_writes(self) -> bool:
+        """Whether this Store committed a write since the last ``checkpoint`` began (cheap:
+        no database call). Writes of other processes are not seen; each checkpoints its own.
+        """
+        return self._writes != self._checkpointed_writes
 
     def prune_receipts(self, now: datetime, limit: int = 5000) -> int:
         """Delete at most ``limit`` expired receipts (oldest first); returns how many.

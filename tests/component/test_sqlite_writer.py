@@ -150,3 +150,28 @@ def test_a_prune_with_nothing_expired_does_not_queue_for_the_writer(database):
     finally:
         first.close()
         second.close()
+
+
+def test_the_checkpoint_timer_only_wakes_a_thread_after_a_write(database):
+    """The server checkpoints fifty times a second while it writes; idle, it must not."""
+    import os
+
+    from radiusd.model import ResetFailures
+
+    store = Store.open(f"sqlite:///{database}")
+    try:
+        store.checkpoint()
+        assert not store.has_new_writes()
+        store.load_settings()  # reads are not writes
+        assert not store.has_new_writes()
+        assert store.apply_batch([((ResetFailures(user_id=1),), event(), None)]) == [True]
+        assert store.has_new_writes()
+        assert os.path.getsize(f"{database}-wal") > 0  # the audit row is in the log ...
+        store.checkpoint()
+        assert not store.has_new_writes()  # ... and was copied into the database file
+        with store._engine.connect() as connection:
+            busy, log_frames, copied = connection.exec_driver_sql(
+                "PRAGMA wal_checkpoint(PASSIVE)").one()
+        assert (busy, log_frames) == (0, copied)
+    finally:
+        store.close()
