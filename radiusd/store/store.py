@@ -340,8 +340,12 @@ def _json_default(value: object) -> object:
     return str(value)  # model.Secret prints as Secret(<redacted>)
 
 
+# One encoder for every audit row: json.dumps with options builds a new one per call.
+_DETAIL_ENCODER = json.JSONEncoder(sort_keys=True, default=_json_default, ensure_ascii=False)
+
+
 def _detail_to_json(detail: Mapping[str, object]) -> str:
-    return json.dumps(dict(detail), sort_keys=True, default=_json_default, ensure_ascii=False)
+    return _DETAIL_ENCODER.encode(dict(detail))
 
 
 def _detail_from_json(stored: str | None) -> dict[str, object]:
