@@ -300,9 +300,10 @@ class Bench:
             if share is not None:
                 # This round's FreeRADIUS rate sets the load, so the latency target reads
                 # as the issue states it ("p99 at half of 0.10x FreeRADIUS") on any machine.
-                self.pace = share * results[report.FREERADIUS_PHASE].rate
+                freeradius_rate = results[report.FREERADIUS_PHASE].rate
+                self.pace = share * freeradius_rate
                 self.say(f"  pacing radiusd phases at {self.pace:,.0f} req/s "
-                         f"({share:g} x FreeRADIUS's {results[report.FREERADIUS_PHASE].rate:,.0f})")
+                         f"({share:g} x FreeRADIUS's {freeradius_rate:,.0f})")
             for phase in self.phases:
                 result = self.phase(phase, self.args.rounds - number + 1)
                 if result is not None:

@@ -16,7 +16,7 @@ import pytest
 
 from radiusd.bench import loadgen, packets
 from radiusd.bench.loadgen import STATUS, Pap, Target
-from support import REPO, REQUIRE_ALL
+from support import REPO, REQUIRE_ALL, missing_part
 
 RFC_SECRET = b"xyzzy5461"
 
@@ -64,10 +64,7 @@ def test_rate_vs_freeradius_paces_radiusd_at_a_share_of_the_same_rounds_freeradi
     # Issue 6's latency target is "p99 at half of 0.10x FreeRADIUS": the bench sets that
     # load from the FreeRADIUS rate it has just measured, on whatever machine it runs.
     if shutil.which("freeradius") is None:
-        if REQUIRE_ALL:
-            pytest.fail("freeradius not found: apt-get install -y freeradius "
-                        "(RADIUSD_TEST_REQUIRE_ALL=1: required)", pytrace=False)
-        pytest.skip("freeradius not found: apt-get install -y freeradius")
+        missing_part("freeradius not found: apt-get install -y freeradius")
     report = tmp_path / "bench.json"
     command = [sys.executable, "-m", "radiusd.bench", "--vs-freeradius",
                "--rate-vs-freeradius", "0.02", "--phases", "status", "--duration", "2",
