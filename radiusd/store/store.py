@@ -1311,7 +1311,7 @@ class Store:
         if not self._is_sqlite:
             return
         with self._checkpoint_lock:
-            self._checkpointed_writes = self._writes
+            writes = self._writes  # those committed before it began: the ones it copies
             if self._checkpoint_connection is None:
                 path = self._url.database
                 self._checkpoint_connection = sqlite3.connect(
@@ -1321,10 +1321,11 @@ class Store:
             except sqlite3.Error as exc:
                 raise StoreUnavailable(f"database {self._safe_url}: checkpoint failed: "
                                        f"{exc}") from None
+            self._checkpointed_writes = writes  # a failed one is tried again next time
 
     def has_new_writes(self) -> bool:
-        """Whether this Store committed a write since the last ``checkpoint`` began (cheap:
-        no database call). Writes of other processes are not seen; each checkpoints its own.
+        """Whether this Store committed a write since the last successful ``checkpoint``
+        began (cheap: no database call). Writes of other processes are not seen; each checkpoints its own.
         """
         return self._writes != self._checkpointed_writes
 

@@ -175,3 +175,26 @@ def test_the_checkpoint_timer_only_wakes_a_thread_after_a_write(database):
         assert (busy, log_frames) == (0, copied)
     finally:
         store.close()
+
+
+def test_writes_before_a_failed_checkpoint_are_checkpointed_by_the_next(database):
+    import sqlite3
+
+    from radiusd.model import ResetFailures
+
+    class Failing:
+        def execute(self, statement):
+            raise sqlite3.OperationalError("disk I/O error")
+
+    store = Store.open(f"sqlite:///{database}")
+    try:
+        store.apply_batch([((ResetFailures(user_id=1),), event(), None)])
+        working, store._checkpoint_connection = store._checkpoint_connection, Failing()
+        with pytest.raises(StoreUnavailable, match="checkpoint failed"):
+            store.checkpoint()
+        assert store.has_new_writes()  # still to copy: the timer tries again
+        store._checkpoint_connection = working
+        store.checkpoint()
+        assert not store.has_new_writes()
+    finally:
+        store.close()
