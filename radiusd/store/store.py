@@ -219,6 +219,12 @@ _TOKEN_KINDS = {kind.value: kind for kind in TokenKind}
 _AUTOCHECKPOINT_PAGES = 20_000
 
 
+def _postgresql_session(statement_timeout: float) -> dict[str, Any]:
+    """psycopg connection arguments: how long a connect and a statement may take."""
+    return {"connect_timeout": max(2, math.ceil(statement_timeout)),  # libpq: whole s, >= 2
+            "options": f"-c statement_timeout={max(1, round(statement_timeout * 1000))}ms"}
+
+
 def _set_up_sqlite(connection: sqlite3.Connection, timeout_ms: int) -> None:
     """Every SQLite connection's settings (the pool's, and the request path's own)."""
     # sqlite3's own transaction handling does not BEGIN before a SELECT or DDL; turn it
@@ -373,9 +379,9 @@ class Store:
         self._write_lock: Any = (_SqliteWriter(url.database, write_timeout, self._safe_url)
                                  if self._is_sqlite else contextlib.nullcontext())
         self._write_timeout = write_timeout
-        # SQLite: the request path's own connection per thread (_request_cursor).
+        # The request path's own driver connection per thread (_request_cursor).
         self._local = threading.local()
-        self._request_connections: list[sqlite3.Connection] = []
+        self._request_connections: list[Any] = []
         self._request_connections_lock = threading.Lock()
         self._checkpoint_lock = threading.Lock()
         self._sql = _RequestSql(self._is_sqlite)
@@ -424,11 +430,7 @@ class Store:
                 engine = create_engine(
                     parsed, pool_size=pool_size, max_overflow=0, pool_pre_ping=True,
                     pool_timeout=max(5.0, statement_timeout),
-                    connect_args={
-                        # libpq: whole seconds, at least 2.
-                        "connect_timeout": max(2, math.ceil(statement_timeout)),
-                        "options": f"-c statement_timeout={timeout_ms}ms",
-                    }, **common)
+                    connect_args=_postgresql_session(statement_timeout), **common)
         except (ArgumentError, NoSuchModuleError, ImportError) as exc:
             raise ConfigError([("database.url", f"cannot use {backend}: {exc}")]) from None
         return cls(engine, parsed, write_timeout=statement_timeout)
@@ -528,15 +530,19 @@ class Store:
         """A DBAPI cursor in a transaction of its own, for the request path's driver SQL
         (``_RequestSql``); errors translated as in ``_transaction``.
 
-        On SQLite, on a connection the calling thread keeps, begun and committed with plain
-        SQL: SQLAlchemy's connection checkout and transaction events cost ~0.1 ms a
-        transaction, which at a few logins per batch was most of a batch's fixed cost
-        (measured: a batch of one login took 0.58 ms of CPU). On PostgreSQL, a pooled
-        ``_transaction`` (several DB threads share the pool).
+        On a driver connection the calling thread keeps, not one checked out of
+        SQLAlchemy's pool: its checkout, transaction events and (PostgreSQL) pre-ping round
+        trip cost ~0.1 ms on SQLite and ~0.2 ms on PostgreSQL a transaction, most of a
+        small batch's fixed cost (measured: a batch of one login took 0.58 ms of CPU on
+        SQLite; on PostgreSQL its two reads took 0.62 ms). SQLite: begun and committed with
+        plain SQL. PostgreSQL: autocommit, so a read is one statement and no BEGIN/COMMIT
+        round trips (each read sees its own snapshot, which is enough: every one-time
+        effect is a compare-and-set); a write is one transaction. A connection that
+        fails is closed and the next call opens a new one.
         """
         if not self._is_sqlite:
-            with (self._write() if write else self._transaction()) as connection:
-                yield self._cursor(connection)
+            with self._postgresql_cursor(write=write) as cursor:
+                yield cursor
             return
         with self._write_lock if write else contextlib.nullcontext():
             try:
@@ -555,8 +561,31 @@ class Store:
                 self._drop_request_connection()
                 raise self._driver_error(exc) from exc
 
-    def _request_connection(self) -> sqlite3.Connection:
+    @contextmanager
+    def _postgresql_cursor(self, *, write: bool) -> Iterator[Any]:
+        try:
+            connection = self._request_connection()
+            cursor = self._cursor(connection)
+            if write:
+                with connection.transaction():
+                    yield cursor
+                self._writes += 1
+            else:
+                yield cursor
+        except psycopg.Error as exc:
+            self._drop_request_connection()
+            raise self._driver_error(exc) from exc
+
+    def _request_connection(self) -> Any:
         connection = getattr(self._local, "connection", None)
+        if connection is None and not self._is_sqlite:
+            arguments = self._url.translate_connect_args(username="user", database="dbname")
+            connection = psycopg.connect(**{**dict(self._url.query), **arguments,
+                                            **_postgresql_session(self._write_timeout)},
+                                         autocommit=True)
+            with self._request_connections_lock:
+                self._request_connections.append(connection)
+            self._local.connection = connection
         if connection is None:
             path = self._url.database
             if not path or path == ":memory:":

@@ -170,6 +170,39 @@ def test_unreachable_postgresql_raises_store_unavailable_without_the_password():
         store.close()
 
 
+def test_the_request_path_survives_its_connection_dying(store, database_url):
+    """The request path keeps a driver connection per thread (not the pool, whose
+    pre-ping would notice a dead one): a failure is StoreUnavailable for that call, and
+    the next call opens a new connection."""
+    add_user(store, "alice")
+    assert "alice" in store.load_subjects(["alice"], with_codes=False)
+    connection = store._local.connection
+    if database_url.startswith("sqlite"):
+        connection.close()
+    else:
+        pid = connection.info.backend_pid
+        with store._engine.connect() as admin:
+            admin.exec_driver_sql(f"SELECT pg_terminate_backend({pid})")
+    with pytest.raises(StoreUnavailable):
+        store.load_subjects(["alice"], with_codes=False)
+    assert "alice" in store.load_subjects(["alice"], with_codes=False)
+    assert store._local.connection is not connection
+    assert store.apply_batch([((), event("auth", "alice"), None)]) == [True]
+
+
+def test_unreachable_postgresql_on_the_request_path_raises_store_unavailable():
+    store = Store.open("postgresql+psycopg://radiusd:hunter2-pw@127.0.0.1:1/radiusd",
+                       statement_timeout=1.0)
+    try:
+        with pytest.raises(StoreUnavailable) as caught:
+            store.load_subjects(["alice"], with_codes=False)
+        assert "hunter2-pw" not in str(caught.value)
+        with pytest.raises(StoreUnavailable):
+            store.apply_batch([((), event("auth", "alice"), None)])
+    finally:
+        store.close()
+
+
 def test_unopenable_sqlite_file_raises_store_unavailable(tmp_path):
     store = Store.open(f"sqlite:///{tmp_path / 'missing-dir' / 'radiusd.db'}")
     try:
