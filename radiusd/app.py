@@ -94,9 +94,11 @@ def open_store(config: Config, *, create: bool = False, pool_size: int = 1) -> S
 
 def db_threads(config: Config) -> int:
     """DB thread-pool size: SQLite has one writer, so one thread (measured: a second thread
-    to overlap reads with the fsync lost ~25% to GIL contention on one core); PostgreSQL
-    takes several."""
-    return 1 if config.database.url.startswith("sqlite") else 8
+    to overlap reads with the fsync lost ~25% to GIL contention on one core). PostgreSQL:
+    two, so one batch is decided while the other waits for the server; more threads only
+    make smaller batches that fight over the GIL (measured with ``make bench BENCH=
+    "--database postgresql"``, PIN+TOTP/s: 1 thread 4,303, 2: 4,387, 4: 3,342, 8: 3,474)."""
+    return 1 if config.database.url.startswith("sqlite") else 2
 
 
 def initialise(config: Config) -> tuple[bool, Store]:

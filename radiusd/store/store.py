@@ -219,6 +219,13 @@ _TOKEN_KINDS = {kind.value: kind for kind in TokenKind}
 _AUTOCHECKPOINT_PAGES = 20_000
 
 
+def _cas_first_only(effects: Sequence[Sequence[tuple[str, tuple, bool]]]) -> bool:
+    """Whether a request's statements hold no compare-and-set but (maybe) the first."""
+    return not any(is_cas for position, (*_, is_cas) in
+                   enumerate(statement for commit in effects for statement in commit)
+                   if position > 0)
+
+
 def _postgresql_session(statement_timeout: float) -> dict[str, Any]:
     """psycopg connection arguments: how long a connect and a statement may take."""
     return {"connect_timeout": max(2, math.ceil(statement_timeout)),  # libpq: whole s, >= 2
@@ -904,10 +911,9 @@ class Store:
                         if rows else {})
         else:
             with self._request_cursor() as cursor:
-                rows = self._fetch(cursor, sql.subject_rows, wanted)
-                sets = ({row[1]: self._set_header(row)
-                         for row in self._fetch(cursor, sql.set_headers, wanted)}
-                        if rows else {})
+                rows, headers = self._fetch_both(cursor, (sql.subject_rows, sql.set_headers),
+                                                 wanted)
+                sets = {row[1]: self._set_header(row) for row in headers}
         moment = sql.moment
         subjects = {}
         for user_id, user_rows in itertools.groupby(rows, key=itemgetter(0)):
@@ -927,6 +933,20 @@ class Store:
                     if token_id is not None),
                 emergency=sets.get(user_id))
         return subjects
+
+    def _fetch_both(self, cursor: Any, templates: tuple[str, str],
+                    values: Sequence[Any]) -> tuple[list[Any], list[Any]]:
+        """Two ``_fetch`` reads of the same values; on PostgreSQL in one round trip
+        (pipeline mode), on SQLite the second only if the first found rows."""
+        if self._is_sqlite:
+            first = self._fetch(cursor, templates[0], values)
+            return first, (self._fetch(cursor, templates[1], values) if first else [])
+        connection = cursor.connection
+        second = self._cursor(connection)
+        with connection.pipeline():
+            cursor.execute(self._sql.in_(templates[0], len(values)), values)
+            second.execute(self._sql.in_(templates[1], len(values)), values)
+        return cursor.fetchall(), second.fetchall()
 
     def _fetch(self, cursor: Any, template: str, values: Sequence[Any],
                *extra: Any) -> list[Any]:
@@ -1295,12 +1315,50 @@ class Store:
         order = sorted(range(len(items)), key=lambda index: _lock_order(items[index][0]))
         results: list[bool] = [False] * len(items)
         with self._request_cursor(write=True) as cursor:
-            for index in order:
-                results[index] = self._apply_one(cursor, prepared[index][0])
+            if not self._is_sqlite and all(_cas_first_only(effects) for effects, _ in prepared):
+                self._run_pipelined(cursor, [prepared[index][0] for index in order],
+                                    order, results)
+            else:
+                for index in order:
+                    results[index] = self._apply_one(cursor, prepared[index][0])
             audits = [prepared[index][1] for index in order if results[index]]
             if audits:
                 cursor.executemany(sql.insert_audit, audits)
         return results
+
+    @staticmethod
+    def _run_pipelined(cursor: Any, effects: Sequence[Sequence[Sequence[tuple[str, tuple, bool]]]],
+                       order: Sequence[int], results: list[bool]) -> None:
+        """PostgreSQL: ``_apply_one`` for every request of a batch in two round trips
+        instead of one per statement (psycopg's pipeline mode). First every request's
+        compare-and-set, then, for the requests whose compare-and-set matched its row,
+        their other statements. Each request has at most one compare-and-set and it
+        comes first (``_cas_first_only``), so a loser has written nothing, as in
+        ``_apply_one``. Rows stay locked in the global order: the compare-and-sets
+        (tokens, codes) all before the rest (users, sets, receipts), each in batch order.
+        """
+        connection = cursor.connection
+        checks: list[tuple[int, Any]] = []
+        with connection.pipeline() as pipeline:
+            for index, request in zip(order, effects):
+                first = request[0][0] if request and request[0] else None
+                if first is None or not first[2]:
+                    results[index] = True
+                    continue
+                check = connection.cursor()
+                check.execute(first[0], first[1])
+                checks.append((index, check))
+            pipeline.sync()
+            for index, check in checks:
+                results[index] = check.rowcount == 1
+            for index, request in zip(order, effects):
+                if not results[index]:
+                    continue
+                statements = [statement for commit in request for statement in commit]
+                if statements and statements[0][2]:
+                    statements = statements[1:]  # the compare-and-set, run above
+                for statement, parameters, _ in statements:
+                    cursor.execute(statement, parameters)
 
     @staticmethod
     def _apply_one(cursor: Any, effects: Sequence[Sequence[tuple[str, tuple, bool]]]) -> bool:
