@@ -219,9 +219,14 @@ _TOKEN_KINDS = {kind.value: kind for kind in TokenKind}
 _AUTOCHECKPOINT_PAGES = 20_000
 
 
-def _cas_first_only(effects: Sequence[Sequence[tuple[str, tuple, bool]]]) -> bool:
+# One statement of a one-time effect: (driver SQL, parameters, is_compare_and_set, the row
+# it locks as (table rank, id), ranked as in ``_lock_order``).
+_Statement = tuple[str, tuple, bool, tuple[int, Any]]
+
+
+def _cas_first_only(effects: Sequence[Sequence[_Statement]]) -> bool:
     """Whether a request's statements hold no compare-and-set but (maybe) the first."""
-    return not any(is_cas for position, (*_, is_cas) in
+    return not any(statement[2] for position, statement in
                    enumerate(statement for commit in effects for statement in commit)
                    if position > 0)
 
@@ -1327,15 +1332,17 @@ class Store:
         return results
 
     @staticmethod
-    def _run_pipelined(cursor: Any, effects: Sequence[Sequence[Sequence[tuple[str, tuple, bool]]]],
+    def _run_pipelined(cursor: Any, effects: Sequence[Sequence[Sequence[_Statement]]],
                        order: Sequence[int], results: list[bool]) -> None:
         """PostgreSQL: ``_apply_one`` for every request of a batch in two round trips
         instead of one per statement (psycopg's pipeline mode). First every request's
         compare-and-set, then, for the requests whose compare-and-set matched its row,
         their other statements. Each request has at most one compare-and-set and it
         comes first (``_cas_first_only``), so a loser has written nothing, as in
-        ``_apply_one``. Rows stay locked in the global order: the compare-and-sets
-        (tokens, codes) all before the rest (users, sets, receipts), each in batch order.
+        ``_apply_one``. Rows are locked in one global order, so that batches committing
+        at once on several servers do not deadlock: the compare-and-sets (tokens, codes)
+        in batch order, then the other statements (users, sets, receipts) sorted by the
+        row each locks.
         """
         connection = cursor.connection
         checks: list[tuple[int, Any]] = []
@@ -1351,19 +1358,22 @@ class Store:
             pipeline.sync()
             for index, check in checks:
                 results[index] = check.rowcount == 1
+            rest = []
             for index, request in zip(order, effects):
                 if not results[index]:
                     continue
                 statements = [statement for commit in request for statement in commit]
                 if statements and statements[0][2]:
                     statements = statements[1:]  # the compare-and-set, run above
-                for statement, parameters, _ in statements:
-                    cursor.execute(statement, parameters)
+                rest += [(lock, len(rest) + position, statement, parameters)
+                         for position, (statement, parameters, _, lock) in enumerate(statements)]
+            for *_, statement, parameters in sorted(rest, key=itemgetter(0, 1)):
+                cursor.execute(statement, parameters)
 
     @staticmethod
-    def _apply_one(cursor: Any, effects: Sequence[Sequence[tuple[str, tuple, bool]]]) -> bool:
+    def _apply_one(cursor: Any, effects: Sequence[Sequence[_Statement]]) -> bool:
         """One request's effects inside a batch; False (nothing of it kept) if a CAS lost."""
-        if not any(is_cas for statements in effects[1:] for *_, is_cas in statements):
+        if _cas_first_only(effects):
             # At most one CAS and it runs first (decide's verdicts have this shape): if it
             # loses nothing of the request was written, so no savepoint is needed.
             return Store._run_effects(cursor, effects)
@@ -1376,12 +1386,11 @@ class Store:
         return True
 
     @staticmethod
-    def _run_effects(cursor: Any, effects: Sequence[Sequence[tuple[str, tuple, bool]]]
-                     ) -> bool:
+    def _run_effects(cursor: Any, effects: Sequence[Sequence[_Statement]]) -> bool:
         """Run the statements of ``_statements``; False as soon as a compare-and-set
         matches no row (the statements after it are not run)."""
         for statements in effects:
-            for statement, parameters, is_cas in statements:
+            for statement, parameters, is_cas, _ in statements:
                 cursor.execute(statement, parameters)
                 if is_cas and cursor.rowcount != 1:
                     return False
@@ -1435,10 +1444,10 @@ class Store:
                 delete(receipt_table).where(receipt_table.c.key.in_(expired))).rowcount
 
     def _statements(self, commit: Commit, receipt: Receipt | None = None
-                    ) -> list[tuple[str, tuple, bool]]:
-        """One effect as ``(driver SQL, parameters, is_compare_and_set)`` statements for
-        the transaction's DBAPI cursor (see ``_RequestSql``); a compare-and-set must match
-        exactly one row. ``receipt`` (compare-and-sets only) is written on the row it
+                    ) -> list[_Statement]:
+        """One effect as ``(driver SQL, parameters, is_compare_and_set, locked row)``
+        statements for the transaction's DBAPI cursor (see ``_RequestSql``); a
+        compare-and-set must match exactly one row. ``receipt`` (compare-and-sets only) is written on the row it
         changes; without one, the row's earlier receipt is cleared.
 
         Raises:
@@ -1451,24 +1460,27 @@ class Store:
                    sql.instant(receipt.expires_at)))
         match commit:
             case AdvanceToken(token_id=token_id, value=value):
-                return [(sql.advance_token, (value, *on_row, token_id, value), is_cas)]
+                return [(sql.advance_token, (value, *on_row, token_id, value), is_cas,
+                         (0, token_id))]
             case RecordFailure(user_id=user_id, at=at, max_failures=max_failures,
                                restart=restart):
                 return [(sql.record_failure, (restart, restart, max_failures, sql.instant(at),
-                                              restart, user_id), False)]
+                                              restart, user_id), False, (2, user_id))]
             case ResetFailures(user_id=user_id):
-                return [(sql.reset_failures, (user_id,), False)]
+                return [(sql.reset_failures, (user_id,), False, (2, user_id))]
             case UseEmergencyCode(code_id=code_id, set_id=set_id, at=at, client=client):
                 instant = sql.instant(at)
                 return [(sql.use_code, (instant, client, *on_row, code_id, set_id, set_id,
-                                        instant), is_cas),
-                        (sql.note_code_use, (instant, client, set_id), False)]
+                                        instant), is_cas, (1, code_id)),
+                        (sql.note_code_use, (instant, client, set_id), False, (3, set_id))]
             case RevokeEmergencySet(set_id=set_id, at=at, reason=reason):
-                return [(sql.revoke_set, (sql.instant(at), reason, set_id), False)]
+                return [(sql.revoke_set, (sql.instant(at), reason, set_id), False,
+                         (3, set_id))]
             case SaveReceipt(receipt=kept):
                 return [(sql.insert_receipt, (kept.key, int(kept.code),
                                               json.dumps(list(kept.reply_messages)),
-                                              sql.instant(kept.expires_at)), False)]
+                                              sql.instant(kept.expires_at)), False,
+                         (4, kept.key))]
         raise TypeError(f"unknown commit {type(commit).__name__}")
 
     @staticmethod

@@ -94,6 +94,49 @@ def test_a_request_whose_second_cas_loses_keeps_none_of_its_effects(store):
     assert store.load_subject("carol").tokens[0].last_used == 1   # rolled back to savepoint
 
 
+def test_a_batch_locks_rows_in_one_global_order(postgresql_url, monkeypatch):
+    """PostgreSQL: tokens and codes (the compare-and-sets) first, then users and sets
+    sorted by id, whatever the order of the requests: two servers committing batches at
+    once then never wait for each other in a cycle (PostgreSQL would abort one as a
+    deadlock). SQLite has no row locks: a writer holds the whole database."""
+    from component.conftest import empty_postgresql
+    from radiusd.model import ResetFailures
+
+    empty_postgresql(postgresql_url)
+    store = Store.open(postgresql_url)
+    store.migrate()
+    alice, bob = add_user(store, "alice"), add_user(store, "bob")
+    token_a, token_b = token(store, "alice", "A1"), token(store, "bob", "B1")
+    executed: list[tuple[str, tuple]] = []
+
+    class Recording:
+        def __init__(self, cursor):
+            self._cursor = cursor
+
+        def execute(self, statement, parameters=()):
+            executed.append((statement.split()[1], tuple(parameters)))
+            return self._cursor.execute(statement, parameters)
+
+        def __getattr__(self, name):
+            return getattr(self._cursor, name)
+
+    try:
+        raw_cursor = Store._cursor
+        monkeypatch.setattr(Store, "_cursor", staticmethod(
+            lambda connection: Recording(raw_cursor(connection))))
+        assert store.apply_batch([
+            ((RecordFailure(bob, NOW, 5),), auth("bob", "reject"), None),
+            ((AdvanceToken(token_b, 9), ResetFailures(bob)), auth("bob", "accept"), None),
+            ((RecordFailure(alice, NOW, 5),), auth("alice", "reject"), None),
+            ((AdvanceToken(token_a, 9), ResetFailures(alice)), auth("alice", "accept"), None),
+        ]) == [True] * 4
+    finally:
+        store.close()
+    users = [parameters[-1] for table, parameters in executed if table == "users"]
+    assert sorted(users) == [alice, alice, bob, bob]
+    assert users == sorted(users)
+
+
 def test_batches_form_while_the_database_is_busy():
     calls: list[list[int]] = []
     gates: list[defer.Deferred] = []
