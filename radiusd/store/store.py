@@ -1319,8 +1319,11 @@ class Store:
         # once on several servers or threads (PostgreSQL) do not deadlock on each other.
         order = sorted(range(len(items)), key=lambda index: _lock_order(items[index][0]))
         results: list[bool] = [False] * len(items)
-        with self._request_cursor(write=True) as cursor:
-            if not self._is_sqlite and all(_cas_first_only(effects) for effects, _ in prepared):
+        pipelined = (not self._is_sqlite
+                     and all(_cas_first_only(effects) for effects, _ in prepared))
+        with (self._request_cursor(write=True) as cursor,
+              cursor.connection.pipeline() if pipelined else contextlib.nullcontext()):
+            if pipelined:
                 self._run_pipelined(cursor, [prepared[index][0] for index in order],
                                     order, results)
             else:
@@ -1328,7 +1331,7 @@ class Store:
                     results[index] = self._apply_one(cursor, prepared[index][0])
             audits = [prepared[index][1] for index in order if results[index]]
             if audits:
-                cursor.executemany(sql.insert_audit, audits)
+                cursor.executemany(sql.insert_audit, audits)  # pipelined: same round trip
         return results
 
     @staticmethod
