@@ -7,10 +7,12 @@ DB thread pool, the handlers and one ``RadiusProtocol`` per listen address onto 
 
 from __future__ import annotations
 
+import ctypes
 import gc
 import os
 import queue
 import socket
+import struct
 import sys
 import threading
 from dataclasses import dataclass
@@ -294,10 +296,37 @@ class RunningServer:
     threads: BlockingThreads
 
 
-def reuse_port_socket(host: str, port: int) -> socket.socket:
-    """A UDP socket bound with SO_REUSEPORT: N worker processes each bind one to the same
-    address and the kernel spreads the flows (a client's source port stays on one worker;
-    receipts cover the rest)."""
+# Linux's socket option that attaches a classic BPF program to a SO_REUSEPORT group: the
+# program's result is the index of the socket that gets the datagram (<linux/socket.h>).
+SO_ATTACH_REUSEPORT_CBPF = getattr(socket, "SO_ATTACH_REUSEPORT_CBPF", 51)
+
+
+def _identifier_steering(workers: int) -> bytes:
+    """A classic BPF program (``struct sock_filter[]``) for a SO_REUSEPORT group of
+    ``workers`` UDP sockets: socket index = RADIUS Identifier mod ``workers``.
+
+    The kernel runs it with the packet's data starting at the UDP payload, whose second
+    byte is the Identifier (RFC 2865 §3). An index past the group's size (a worker gone)
+    or a payload too short falls back to the kernel's own choice.
+    """
+    instructions = ((0x30, 1),        # BPF_LD | BPF_B | BPF_ABS: A = payload[1]
+                    (0x94, workers),  # BPF_ALU | BPF_MOD | BPF_K: A = A % workers
+                    (0x16, 0))        # BPF_RET | BPF_A: return A
+    return b"".join(struct.pack("=HBBI", code, 0, 0, k) for code, k in instructions)
+
+
+def reuse_port_socket(host: str, port: int, workers: int) -> socket.socket:
+    """A UDP socket bound with SO_REUSEPORT: ``workers`` processes each bind one to the
+    same address.
+
+    Left to itself, the kernel picks the socket by a hash of the source address and port,
+    so one NAS that sends everything from one port (most VPN concentrators) would keep
+    one worker busy and leave the others idle, and a few NASes split unevenly. The
+    group's BPF program picks by Identifier instead (``_identifier_steering``): every
+    NAS's requests spread evenly, and a retransmission, which keeps its Identifier,
+    reaches the worker whose reply cache holds its answer. Where the kernel refuses the
+    program, the hash stays (logged); receipts cover the rest either way.
+    """
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_DGRAM)
     try:
@@ -307,13 +336,25 @@ def reuse_port_socket(host: str, port: int) -> socket.socket:
     except OSError:
         sock.close()
         raise
+    if workers > 1:
+        program = ctypes.create_string_buffer(_identifier_steering(workers))
+        # struct sock_fprog: the number of instructions, then a pointer to them.
+        fprog = struct.pack("HP", len(program.raw) // 8, ctypes.addressof(program))
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_REUSEPORT_CBPF, fprog)
+        except OSError as exc:
+            log.warn("cannot steer requests to workers by Identifier ({error}): the "
+                     "kernel spreads them by source port", error=str(exc))
     return sock
 
 
 def start_server(config: Config, reactor, store: Store, keys: Keys, *,
                  debug: bool = False, node: str | None = None,
-                 reuse_port: bool = False) -> RunningServer:
-    """Wire everything and listen. Raises CannotListenError if a port is taken."""
+                 workers: int | None = None) -> RunningServer:
+    """Wire everything and listen. Raises CannotListenError if a port is taken.
+
+    ``workers``: this process is one of that many sharing the port (SO_REUSEPORT).
+    """
     threads = BlockingThreads(reactor, db_threads(config), name="radiusd-db")
     threads.start()
     reactor.addSystemEventTrigger("during", "shutdown", threads.stop)
@@ -344,8 +385,8 @@ def start_server(config: Config, reactor, store: Store, keys: Keys, *,
     for address in config.radius.listen:
         protocol = RadiusProtocol(clients=clients, handlers=HANDLERS, ctx=ctx, clock=reactor,
                                   cache=ReplyCache(ttl=30.0), debug=debug)
-        if reuse_port:
-            sock = reuse_port_socket(address.host, address.port)
+        if workers is not None:
+            sock = reuse_port_socket(address.host, address.port, workers)
             ports.append(reactor.adoptDatagramPort(sock.fileno(), sock.family, protocol,
                                                    maxPacketSize=4096))
             sock.close()  # Twisted holds its own duplicate of the descriptor
@@ -405,7 +446,7 @@ def serve(config: Config, *, debug: bool = False, workers: int = 1,
     def go() -> None:
         try:
             server = start_server(config, reactor, store, keys, debug=debug,
-                                  reuse_port=worker_index is not None)
+                                  workers=None if worker_index is None else workers)
         except (CannotListenError, OSError) as exc:
             log.critical("cannot listen for RADIUS: {error}", error=str(exc))
             exit_code[0] = 1
@@ -465,7 +506,8 @@ def _supervise(config: Config, *, debug: bool, workers: int) -> int:
         log.info("created key file {path}", path=str(config.keys.path))
     read_end, write_end = os.pipe()
     command = [sys.executable, "-m", "radiusd.cli", "--config", str(config.path), "serve",
-               *(["-X"] if debug else []), "--ready-fd", str(write_end), "--worker-index"]
+               *(["-X"] if debug else []), "--ready-fd", str(write_end), "--workers",
+               str(workers), "--worker-index"]
     children = [subprocess.Popen([*command, str(index)], pass_fds=(write_end,))
                 for index in range(workers)]
     os.close(write_end)

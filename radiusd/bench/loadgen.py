@@ -1,7 +1,7 @@
 """The closed-loop UDP load generator: many requests in flight, every reply verified.
 
-Design: one process, a few connected non-blocking UDP sockets (one source port each, so
-``SO_REUSEPORT`` workers see several flows) and one ``epoll``. Every request packet is
+Design: one process, a few connected non-blocking UDP sockets (one source port each, as
+from several NASes) and one ``epoll``. Every request packet is
 built before the timed phase (``build``); during the phase a reply costs one ``recv``, one
 MD5 and one HMAC-MD5 (its Response Authenticator and Message-Authenticator) and triggers the
 next ``send``: about 10 µs of the generator's CPU per request here, i.e. a ceiling near

@@ -87,8 +87,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--in-flight", type=_positive(int), default=128,
                         help="requests outstanding at once (default 128)")
     parser.add_argument("--sockets", type=_positive(int), default=None,
-                        help="client sockets, i.e. source ports (default 8 per worker: "
-                             "SO_REUSEPORT spreads flows, not packets, over workers)")
+                        help="client sockets, i.e. source ports (default 8 per worker; the "
+                             "workers share requests by Identifier, whatever the port)")
     parser.add_argument("--rate", type=_positive(float), default=None,
                         help="pace radiusd phases at this many req/s (default: closed loop, "
                              "as fast as replies come)")

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import signal
+import socket
 import subprocess
 import sys
 import time
+from collections import Counter
 
 from pyrad import packet
 
@@ -15,7 +17,7 @@ from support import REPO, ServerProcess, free_udp_port, write_server_config
 from system.conftest import SECRET
 
 
-def test_two_workers_share_the_port_and_stop_together(tmp_path):
+def _start_workers(tmp_path, workers: int) -> ServerProcess:
     port = free_udp_port()
     config = write_server_config(tmp_path, port=port, secret=SECRET, reject_delay="0s")
     server = ServerProcess(directory=tmp_path, port=port, secret=SECRET, config=config,
@@ -23,20 +25,61 @@ def test_two_workers_share_the_port_and_stop_together(tmp_path):
     log = server.log_path.open("ab")
     server.process = subprocess.Popen(
         [sys.executable, "-m", "radiusd.cli", "--config", str(config), "serve", "--workers",
-         "2"], stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
+         str(workers)], stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
     log.close()
     deadline = time.monotonic() + 30
-    while "2 workers sharing RADIUS" not in server.log_text():
+    while f"{workers} workers sharing RADIUS" not in server.log_text():
         assert server.process.poll() is None, server.log_text()
         assert time.monotonic() < deadline, server.log_text()
         time.sleep(0.1)
+    return server
+
+
+def _auth_rows(server: ServerProcess) -> list[dict]:
+    return [row for row in json.loads(server.cli_ok("audit", "--json"))
+            if row["action"] == "auth"]
+
+
+def test_two_workers_share_the_port_and_stop_together(tmp_path):
+    server = _start_workers(tmp_path, 2)
     try:
         replies = [send_raw(build_request(SECRET, f"nobody{i}", "12345678").RequestPacket(),
-                            port) for i in range(40)]   # a new source port each time
+                            server.port) for i in range(40)]   # a new source port each time
         assert all(reply is not None and reply[0] == packet.AccessReject for reply in replies)
-        nodes = {row["node"] for row in json.loads(server.cli_ok("audit", "--json"))
-                 if row["action"] == "auth"}
+        nodes = {row["node"] for row in _auth_rows(server)}
         assert len(nodes) == 2, nodes   # both workers answered (host:pid differ)
     finally:
         assert server.stop(signal.SIGTERM) == 0, server.log_text()
     assert server.log_text().count("worker") >= 2 and "radiusd stopped" in server.log_text()
+
+
+def test_one_source_port_is_spread_over_the_workers_by_identifier(tmp_path):
+    """A NAS that sends every request from one port (most VPN concentrators) still uses
+    every worker: the port's group steers by Identifier, not by source address and port.
+    A retransmission keeps its Identifier, so it reaches the worker that answered it."""
+    server = _start_workers(tmp_path, 3)
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            sock.bind(("127.0.0.1", 0))
+            requests = {}
+            for identifier in range(12):
+                request = build_request(SECRET, f"nobody{identifier}", "12345678")
+                request.id = identifier
+                requests[identifier] = request.RequestPacket()
+                reply = send_raw(requests[identifier], server.port, sock=sock)
+                assert reply is not None and reply[0] == packet.AccessReject
+                assert reply[1] == identifier
+            again = send_raw(requests[7], server.port, sock=sock)   # a retransmission
+        rows = _auth_rows(server)
+        node_of = {row["user"]: row["node"] for row in rows}
+        # Every Identifier went to the worker of its residue mod 3, and all three answered.
+        for identifier in range(12):
+            assert node_of[f"nobody{identifier}"] == node_of[f"nobody{identifier % 3}"]
+        assert len({node_of[f"nobody{residue}"] for residue in range(3)}) == 3, node_of
+        # The retransmission was answered from that worker's reply cache: the same reply,
+        # and no second decision.
+        assert again is not None and again[0] == packet.AccessReject and again[1] == 7
+        assert Counter(row["user"] for row in rows)["nobody7"] == 1
+    finally:
+        assert server.stop(signal.SIGTERM) == 0, server.log_text()
+    assert "cannot steer" not in server.log_text()
