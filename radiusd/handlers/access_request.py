@@ -166,7 +166,8 @@ def _displaced(subject: Subject | None, verdict: Verdict, now: datetime) -> tupl
     return ()
 
 
-def authenticate_batch(ctx: HandlerContext, batch: Sequence[Pending]) -> list[Verdict]:
+def authenticate_batch(ctx: HandlerContext, batch: Sequence[Pending], *,
+                       sync: bool = True) -> list[Verdict]:
     """Decide and commit the Access-Requests of one group commit (runs in a DB thread).
 
     Two queries for the users (with their tokens) and their emergency sets (headers only),
@@ -174,6 +175,10 @@ def authenticate_batch(ctx: HandlerContext, batch: Sequence[Pending]) -> list[Ve
     Reject is not answered by a row's receipt, one transaction (one fsync) for every
     request's effects and audit row, each Accept's receipt written on the row it used;
     each request keeps its own compare-and-set check (``Store.apply_batch``).
+
+    ``sync``: return once what the batch committed and read is on disk. With False the
+    caller must ``ctx.store.sync(ctx.store.sync_ticket())`` before any of the verdicts is
+    answered (the server's ``GroupCommit`` does, on a thread of its own).
 
     Raises:
         StoreUnavailable: the database cannot be reached; nothing was committed.
@@ -204,7 +209,8 @@ def authenticate_batch(ctx: HandlerContext, batch: Sequence[Pending]) -> list[Ve
                         audit_event(item.request, item.client, item.source[0], verdict,
                                     item.now, ctx.node),
                         _receipt(key, verdict, item.now)))
-    lost = [index for index, is_done in zip(to_apply, ctx.store.apply_batch(effects))
+    lost = [index for index, is_done in zip(to_apply,
+                                            ctx.store.apply_batch(effects, sync=False))
             if not is_done]
     if lost:
         # A compare-and-set lost. If the winner was this same request (a retransmission
@@ -223,7 +229,9 @@ def authenticate_batch(ctx: HandlerContext, batch: Sequence[Pending]) -> list[Ve
             audits.append(((), audit_event(item.request, item.client, item.source[0],
                                            verdict, item.now, ctx.node), None))
         if audits:
-            ctx.store.apply_batch(audits)
+            ctx.store.apply_batch(audits, sync=False)
+    if sync:
+        ctx.store.sync(ctx.store.sync_ticket())
     return verdicts
 
 

@@ -328,6 +328,98 @@ class _SqliteWriter:
                 self._fd = None
 
 
+class _WalSync:
+    """The request path's durability on SQLite: its commits run with ``synchronous =
+    NORMAL`` (the write-ahead log is written, not synced) and ``sync`` then calls
+    ``fdatasync`` on the log itself, after the writer lock is released.
+
+    Same durability as ``synchronous = FULL``, whose only difference in WAL mode is that
+    fsync inside COMMIT (https://sqlite.org/pragma.html#pragma_synchronous): a reply waits
+    for a ``sync`` that began after its batch committed, and the log is one file, so that
+    fdatasync covers every frame written before it, the batch's and any other process's.
+    If SQLite moved the frames out of the log meanwhile (a checkpoint, then the log reset
+    or deleted), the checkpoint synced the database file first. Out of the lock, one
+    worker's fsync no longer holds up the other workers' commits, and the server decides
+    the next batch while the disk writes the last one.
+
+    ``ticket()`` is taken when a batch's database work is done; ``sync(ticket)`` returns
+    once a fdatasync that began after that ticket was issued has completed, so one
+    fdatasync serves every batch that finished before it began (group fsync). A batch
+    that wrote nothing still syncs: what it read may be another worker's commit that is
+    not on disk yet, and its answer must not go out before it is.
+
+    A failed fdatasync leaves it unknown what reached the disk (the kernel may have
+    dropped the pages), so every later ``sync`` fails too: the server stops answering
+    (NASes fail over) until it is restarted and SQLite recovers from what is on disk.
+    """
+
+    def __init__(self, database: str | None, safe_url: str):
+        self._path = (None if not database or database == ":memory:"
+                      else f"{database}-wal")
+        self._safe_url = safe_url
+        self._fd: int | None = None
+        self._issued = 0    # tickets handed out
+        self._covered = 0   # every ticket up to this one is on disk
+        self._tickets = threading.Lock()
+        self._lock = threading.Lock()  # one fdatasync at a time; guards _fd and _failed
+        self._failed: str | None = None
+
+    @property
+    def is_needed(self) -> bool:
+        return self._path is not None
+
+    def ticket(self) -> int:
+        with self._tickets:
+            self._issued += 1
+            return self._issued
+
+    def sync(self, ticket: int) -> None:
+        """Raises StoreUnavailable: the log could not be synced (now or before)."""
+        with self._lock:
+            if self._failed is not None:
+                raise StoreUnavailable(self._failed)
+            if self._covered >= ticket or self._path is None:
+                return
+            with self._tickets:
+                covering = self._issued  # every one issued before the fdatasync begins
+            fd = self._wal_fd()
+            if fd is not None:
+                try:
+                    os.fdatasync(fd)
+                except OSError as exc:
+                    self._failed = (f"database {self._safe_url}: cannot sync its write-ahead "
+                                    f"log ({exc.strerror or exc}); logins committed since "
+                                    f"the last sync may not be on disk: restart radiusd")
+                    raise StoreUnavailable(self._failed) from None
+            self._covered = covering
+
+    def _wal_fd(self) -> int | None:
+        """The log's descriptor, reopened if SQLite replaced the file; None if there is
+        no log (SQLite deletes it only after checkpointing all of it, synced)."""
+        assert self._path is not None
+        try:
+            current = os.stat(self._path)
+            if self._fd is not None:
+                opened = os.fstat(self._fd)
+                if (opened.st_ino, opened.st_dev) != (current.st_ino, current.st_dev):
+                    os.close(self._fd)
+                    self._fd = None
+            if self._fd is None:
+                self._fd = os.open(self._path, os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise StoreUnavailable(f"database {self._safe_url}: cannot open its "
+                                   f"write-ahead log: {exc.strerror or exc}") from None
+        return self._fd
+
+    def close(self) -> None:
+        with self._lock:
+            if self._fd is not None:
+                os.close(self._fd)
+                self._fd = None
+
+
 @lru_cache(maxsize=1)
 def _scripts() -> ScriptDirectory:
     return ScriptDirectory.from_config(_alembic_config())
@@ -391,6 +483,7 @@ class Store:
         self._write_lock: Any = (_SqliteWriter(url.database, write_timeout, self._safe_url)
                                  if self._is_sqlite else contextlib.nullcontext())
         self._write_timeout = write_timeout
+        self._wal_sync = _WalSync(url.database if self._is_sqlite else None, self._safe_url)
         # The request path's own driver connection per thread (_request_cursor).
         self._local = threading.local()
         self._request_connections: list[Any] = []
@@ -481,6 +574,7 @@ class Store:
                 self._checkpoint_connection = None
         if isinstance(self._write_lock, _SqliteWriter):
             self._write_lock.close()
+        self._wal_sync.close()
         with self._request_connections_lock:
             for connection in self._request_connections:
                 connection.close()
@@ -607,6 +701,9 @@ class Store:
                 connection = sqlite3.connect(path, timeout=self._write_timeout,
                                              check_same_thread=False)
                 _set_up_sqlite(connection, max(1, round(self._write_timeout * 1000)))
+                # Its commits write the log and _WalSync syncs it, outside the writer lock
+                # (apply_batch): the same durability as FULL.
+                connection.execute("PRAGMA synchronous = NORMAL")
                 with self._request_connections_lock:
                     self._request_connections.append(connection)
             self._local.connection = connection
@@ -1282,7 +1379,8 @@ class Store:
                 for key, code, reply_messages, expires_at in rows}
 
     def apply_batch(self, items: Sequence[tuple[Sequence[Commit], AuditEvent,
-                                                Receipt | None]]) -> list[bool]:
+                                                Receipt | None]], *,
+                    sync: bool = True) -> list[bool]:
         """Group commit: ``apply`` for many requests in ONE transaction (one fsync).
 
         Each request keeps its own compare-and-set check: a request whose CAS matches no
@@ -1291,6 +1389,11 @@ class Store:
         the others commit together. A receipt already stored under the same key (another
         server answered this very request) is left as it is.
 
+        Args:
+            sync: return only once the batch is on disk. False (SQLite): it is committed
+                and visible, and the caller must ``sync(sync_ticket())`` before anything
+                that depends on it leaves the server (the server's group commit does this
+                on a thread of its own, so the next batch need not wait for the disk).
         Returns:
             One bool per item, in order: True when committed.
         Raises:
@@ -1332,7 +1435,28 @@ class Store:
             audits = [prepared[index][1] for index in order if results[index]]
             if audits:
                 cursor.executemany(sql.insert_audit, audits)  # pipelined: same round trip
+        if sync:
+            self.sync(self.sync_ticket())
         return results
+
+    @property
+    def syncs_separately(self) -> bool:
+        """Whether ``apply_batch(..., sync=False)`` leaves the disk write to ``sync`` (a
+        SQLite file); on PostgreSQL a commit is on disk when it returns."""
+        return self._wal_sync.is_needed
+
+    def sync_ticket(self) -> int:
+        """A ticket for ``sync``: taken once a batch's reads and commit are done."""
+        return self._wal_sync.ticket()
+
+    def sync(self, ticket: int) -> None:
+        """Return once everything committed, and everything read, before ``ticket`` was
+        taken is on disk (SQLite: ``_WalSync``; PostgreSQL: already, so at once).
+
+        Raises:
+            StoreUnavailable: the write-ahead log could not be synced.
+        """
+        self._wal_sync.sync(ticket)
 
     @staticmethod
     def _run_pipelined(cursor: Any, effects: Sequence[Sequence[Sequence[_Statement]]],

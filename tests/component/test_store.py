@@ -4,6 +4,8 @@ the compare-and-set commits of ``apply`` (also under 20 racing threads), the aud
 
 from __future__ import annotations
 
+import errno
+import os
 import sqlite3
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -20,6 +22,7 @@ from radiusd.model import (AdvanceToken, AuditEvent, RecordFailure, RejectReason
                            ResetFailures, Secret, TokenKind)
 from radiusd.settings import Settings
 from radiusd.store import Store
+from radiusd.store.store import _WalSync
 from radiusd.store.tables import metadata
 
 NOW = datetime(2026, 11, 28, 12, 0, 0, 123456, tzinfo=UTC)
@@ -578,3 +581,110 @@ def test_racing_failures_lose_no_count(store, database_url):
     assert all(all(outcome) for outcome in results)
     user = store.get_user("alice")
     assert (user.failures, user.locked_at) == (THREADS * rounds, NOW)
+
+
+# --- the request path's durability on SQLite (_WalSync) -----------------------------------
+
+def _record_syncs(monkeypatch) -> list[str]:
+    """Every fdatasync the store makes, as the path of the file synced (the real call
+    still runs)."""
+    synced: list[str] = []
+    real = os.fdatasync
+
+    def fdatasync(fd: int) -> None:
+        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+        real(fd)
+
+    monkeypatch.setattr("radiusd.store.store.os.fdatasync", fdatasync)
+    return synced
+
+
+def test_the_request_path_commits_without_fsync_and_sync_puts_it_on_disk(sqlite_store,
+                                                                         monkeypatch):
+    """Its commits skip SQLite's fsync (synchronous=NORMAL on its connection only) and
+    ``sync`` fdatasyncs the write-ahead log: the same durability, out of the writer lock.
+    Every other connection keeps synchronous=FULL."""
+    store = sqlite_store
+    synced = _record_syncs(monkeypatch)
+    user_id = add_user(store, "alice")
+    assert store.syncs_separately
+    assert store.apply_batch([((RecordFailure(user_id, NOW, 5),), event("auth", "alice"),
+                               None)], sync=False) == [True]
+    assert synced == []                                      # committed, not yet synced
+    assert store.get_user("alice").failures == 1             # and visible
+    assert store._local.connection.execute("PRAGMA synchronous").fetchone()[0] == 1
+    with store._engine.connect() as connection:
+        assert connection.exec_driver_sql("PRAGMA synchronous").scalar() == 2
+    ticket = store.sync_ticket()
+    store.sync(ticket)
+    wal = str(store._url.database) + "-wal"
+    assert synced == [wal]
+    store.sync(ticket)                                       # already on disk: no call
+    assert synced == [wal]
+    assert store.apply_batch([((), event("auth", "alice"), None)]) == [True]  # sync=True
+    assert synced == [wal, wal]
+
+
+def test_one_fdatasync_serves_every_batch_done_before_it_began(sqlite_store, monkeypatch):
+    store = sqlite_store
+    synced = _record_syncs(monkeypatch)
+    add_user(store, "alice")
+    first = store.sync_ticket()
+    second = store.sync_ticket()
+    store.sync(second)
+    store.sync(first)
+    assert len(synced) == 1
+    third = store.sync_ticket()
+    store.sync(third)
+    assert len(synced) == 2
+
+
+def test_a_failed_fdatasync_fails_every_later_sync(sqlite_store, monkeypatch):
+    """After a failed fdatasync nobody knows what reached the disk: no answer may rely on
+    it, until a restart lets SQLite recover from what is there."""
+    store = sqlite_store
+    add_user(store, "alice")
+
+    def failing(fd: int) -> None:
+        raise OSError(errno.EIO, os.strerror(errno.EIO))
+
+    monkeypatch.setattr("radiusd.store.store.os.fdatasync", failing)
+    with pytest.raises(StoreUnavailable, match="cannot sync its write-ahead log .*restart"):
+        store.sync(store.sync_ticket())
+    monkeypatch.undo()
+    with pytest.raises(StoreUnavailable, match="restart radiusd"):
+        store.sync(store.sync_ticket())
+    with pytest.raises(StoreUnavailable):
+        store.apply_batch([((), event("auth", "alice"), None)])
+
+
+def test_sync_follows_the_log_when_sqlite_replaces_it(tmp_path, monkeypatch):
+    """SQLite deletes the log once it checkpointed all of it (last connection closed) and
+    makes a new one: the fdatasync goes to the file there now; no file, nothing to sync."""
+    synced = _record_syncs(monkeypatch)
+    wal_sync = _WalSync(str(tmp_path / "radiusd.db"), "sqlite:///radiusd.db")
+    wal = tmp_path / "radiusd.db-wal"
+    try:
+        wal_sync.sync(wal_sync.ticket())                      # no log yet
+        assert synced == []
+        wal.write_bytes(b"first")
+        wal_sync.sync(wal_sync.ticket())
+        first_inode = os.stat(wal).st_ino
+        (tmp_path / "replacement").write_bytes(b"second")
+        os.replace(tmp_path / "replacement", wal)
+        assert os.stat(wal).st_ino != first_inode
+        wal_sync.sync(wal_sync.ticket())
+        assert synced == [str(wal), str(wal)]
+        assert os.fstat(wal_sync._fd).st_ino == os.stat(wal).st_ino
+    finally:
+        wal_sync.close()
+
+
+def test_postgresql_commits_are_on_disk_when_they_return(store, database_url, monkeypatch):
+    synced = _record_syncs(monkeypatch)
+    add_user(store, "alice")
+    assert store.apply_batch([((), event("auth", "alice"), None)], sync=False) == [True]
+    store.sync(store.sync_ticket())
+    assert store.syncs_separately == database_url.startswith("sqlite")
+    assert synced == ([] if not database_url.startswith("sqlite")
+                      else [make_url(database_url).database + "-wal"])
