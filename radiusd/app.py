@@ -384,7 +384,7 @@ def start_server(config: Config, reactor, store: Store, keys: Keys, *,
         settings=SettingsCache(store.load_settings, ttl=timedelta(seconds=5)),
         reject_delay=config.radius.reject_delay.total_seconds(),
         node=node or node_name(), perimeter=config.perimeter, health=health, debug=debug)
-    durable = None
+    durable: Callable[[], defer.Deferred] | None = None
     if store.syncs_separately:
         # The write-ahead log's fdatasync, off the DB thread and out of the writer lock
         # (Store.sync): the replies of a batch wait for it, the next batch does not.
@@ -393,9 +393,7 @@ def start_server(config: Config, reactor, store: Store, keys: Keys, *,
         reactor.addSystemEventTrigger("during", "shutdown", syncs.stop)
         sync_runner = DatabaseRunner(reactor, syncs, health,
                                      probe=lambda: store.sync(store.sync_ticket()))
-
-        def durable() -> defer.Deferred:
-            return sync_runner(store.sync, store.sync_ticket())
+        durable = partial(_on_disk, sync_runner, store)
 
     ctx.group_commit = GroupCommit(runner, partial(authenticate_batch, sync=durable is None),
                                    ctx, concurrency=db_threads(config), durable=durable)
@@ -425,6 +423,11 @@ def start_server(config: Config, reactor, store: Store, keys: Keys, *,
             ports.append(reactor.listenUDP(address.port, protocol, interface=address.host,
                                            maxPacketSize=4096))
     return RunningServer(ports=ports, ctx=ctx, threads=threads)
+
+
+def _on_disk(sync_runner: DatabaseRunner, store: Store) -> defer.Deferred:
+    """Fires once what was committed and read until now is on disk (``Store.sync``)."""
+    return sync_runner(store.sync, store.sync_ticket())
 
 
 def _checkpoint(threads: BlockingThreads, store: Store) -> None:

@@ -6,8 +6,6 @@ every test that uses it starts from an empty ``public`` schema.
 
 from __future__ import annotations
 
-import os
-import secrets
 from collections.abc import Iterator
 
 import pytest

@@ -64,6 +64,6 @@ def test_canary_secrets_never_reach_logs_or_audit(tmp_path):
     assert "Access-Reject for canary from" in log
     for value in (secret, "CANARYwrongSecretQx7", pin, good, password, seed.decode(),
                   b32.rstrip("="), key_hex):
-        assert value not in log, f"a secret leaked into the log"
-        assert value not in audit, f"a secret leaked into the audit trail"
+        assert value not in log, "a secret leaked into the log"
+        assert value not in audit, "a secret leaked into the audit trail"
     assert json.loads(server.cli_ok("audit", "--json"))  # rows exist

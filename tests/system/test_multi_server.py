@@ -11,7 +11,7 @@ import signal
 import socket
 import threading
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 import pytest
 from pyrad import packet
