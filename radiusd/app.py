@@ -17,7 +17,6 @@ import sys
 import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from functools import partial
 from pathlib import Path
 from typing import Any, Callable
 
@@ -253,23 +252,15 @@ class GroupCommit:
     batches run at once (the DB thread-pool size: 1 on SQLite, which has one writer).
     Every request still gets its own compare-and-set, and its reply only after its batch
     committed.
-
-    ``durable`` (SQLite): ``process`` returns once its batch is committed, not yet on
-    disk; ``durable()``, called as it returns, gives a Deferred that fires once it is
-    (``Store.sync`` on a thread of its own), and only then are the batch's verdicts
-    handed out. Meanwhile the next batch already runs: the disk writes one batch while
-    the server decides the next, and one fsync may serve several batches.
     """
 
     def __init__(self, run_db: Callable[..., defer.Deferred], process: Callable[..., list],
-                 ctx: HandlerContext, *, max_batch: int = 256, concurrency: int = 1,
-                 durable: Callable[[], defer.Deferred] | None = None):
+                 ctx: HandlerContext, *, max_batch: int = 256, concurrency: int = 1):
         self.run_db = run_db
         self.process = process
         self.ctx = ctx
         self.max_batch = max_batch
         self.concurrency = concurrency
-        self.durable = durable
         self._pending: list[tuple[Any, defer.Deferred]] = []
         self._running = 0
 
@@ -289,22 +280,13 @@ class GroupCommit:
 
     def _finished(self, result: Any, batch: list[tuple[Any, defer.Deferred]]) -> None:
         self._running -= 1
-        if isinstance(result, Failure) or self.durable is None:
-            self._hand_out(result, batch)
-        else:
-            self.durable().addBoth(
-                lambda synced: self._hand_out(synced if isinstance(synced, Failure)
-                                              else result, batch))
-        self._start()
-
-    @staticmethod
-    def _hand_out(result: Any, batch: list[tuple[Any, defer.Deferred]]) -> None:
         if isinstance(result, Failure):
             for _, waiting in batch:
                 waiting.errback(result)
         else:
             for (_, waiting), verdict in zip(batch, result, strict=True):
                 waiting.callback(verdict)
+        self._start()
 
 
 @dataclass
@@ -384,19 +366,8 @@ def start_server(config: Config, reactor, store: Store, keys: Keys, *,
         settings=SettingsCache(store.load_settings, ttl=timedelta(seconds=5)),
         reject_delay=config.radius.reject_delay.total_seconds(),
         node=node or node_name(), perimeter=config.perimeter, health=health, debug=debug)
-    durable: Callable[[], defer.Deferred] | None = None
-    if store.syncs_separately:
-        # The write-ahead log's fdatasync, off the DB thread and out of the writer lock
-        # (Store.sync): the replies of a batch wait for it, the next batch does not.
-        syncs = BlockingThreads(reactor, 1, name="radiusd-sync")
-        syncs.start()
-        reactor.addSystemEventTrigger("during", "shutdown", syncs.stop)
-        sync_runner = DatabaseRunner(reactor, syncs, health,
-                                     probe=lambda: store.sync(store.sync_ticket()))
-        durable = partial(_on_disk, sync_runner, store)
-
-    ctx.group_commit = GroupCommit(runner, partial(authenticate_batch, sync=durable is None),
-                                   ctx, concurrency=db_threads(config), durable=durable)
+    ctx.group_commit = GroupCommit(runner, authenticate_batch, ctx,
+                                   concurrency=db_threads(config))
     prune = LoopingCall(_prune_receipts, runner, store, ctx)
     prune.clock = reactor
     prune.start(RECEIPT_PRUNE_INTERVAL, now=False)
@@ -423,11 +394,6 @@ def start_server(config: Config, reactor, store: Store, keys: Keys, *,
             ports.append(reactor.listenUDP(address.port, protocol, interface=address.host,
                                            maxPacketSize=4096))
     return RunningServer(ports=ports, ctx=ctx, threads=threads)
-
-
-def _on_disk(sync_runner: DatabaseRunner, store: Store) -> defer.Deferred:
-    """Fires once what was committed and read until now is on disk (``Store.sync``)."""
-    return sync_runner(store.sync, store.sync_ticket())
 
 
 def _checkpoint(threads: BlockingThreads, store: Store) -> None:

@@ -166,8 +166,7 @@ def _displaced(subject: Subject | None, verdict: Verdict, now: datetime) -> tupl
     return ()
 
 
-def authenticate_batch(ctx: HandlerContext, batch: Sequence[Pending], *,
-                       sync: bool = True) -> list[Verdict]:
+def authenticate_batch(ctx: HandlerContext, batch: Sequence[Pending]) -> list[Verdict]:
     """Decide and commit the Access-Requests of one group commit (runs in a DB thread).
 
     Two queries for the users (with their tokens) and their emergency sets (headers only),
@@ -176,9 +175,8 @@ def authenticate_batch(ctx: HandlerContext, batch: Sequence[Pending], *,
     request's effects and audit row, each Accept's receipt written on the row it used;
     each request keeps its own compare-and-set check (``Store.apply_batch``).
 
-    ``sync``: return once what the batch committed and read is on disk. With False the
-    caller must ``ctx.store.sync(ctx.store.sync_ticket())`` before any of the verdicts is
-    answered (the server's ``GroupCommit`` does, on a thread of its own).
+    Returns once what the batch committed and read is on disk: one ``Store.sync`` after
+    its last query, outside the writer lock.
 
     Raises:
         StoreUnavailable: the database cannot be reached; nothing was committed.
@@ -230,8 +228,7 @@ def authenticate_batch(ctx: HandlerContext, batch: Sequence[Pending], *,
                                            verdict, item.now, ctx.node), None))
         if audits:
             ctx.store.apply_batch(audits, sync=False)
-    if sync:
-        ctx.store.sync(ctx.store.sync_ticket())
+    ctx.store.sync(ctx.store.sync_ticket())
     return verdicts
 
 

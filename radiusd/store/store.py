@@ -339,14 +339,16 @@ class _WalSync:
     fdatasync covers every frame written before it, the batch's and any other process's.
     If SQLite moved the frames out of the log meanwhile (a checkpoint, then the log reset
     or deleted), the checkpoint synced the database file first. Out of the lock, one
-    worker's fsync no longer holds up the other workers' commits, and the server decides
-    the next batch while the disk writes the last one.
+    worker's fsync no longer holds up the other workers' commits (``serve --workers``).
 
     ``ticket()`` is taken when a batch's database work is done; ``sync(ticket)`` returns
     once a fdatasync that began after that ticket was issued has completed, so one
-    fdatasync serves every batch that finished before it began (group fsync). A batch
-    that wrote nothing still syncs: what it read may be another worker's commit that is
-    not on disk yet, and its answer must not go out before it is.
+    fdatasync serves every batch that finished before it began, whichever thread calls
+    it. A batch that wrote nothing still syncs: what it read may be another worker's
+    commit that is not on disk yet, and its answer must not go out before it is.
+    (Syncing on a thread of its own, so that the DB thread decides the next batch while
+    the disk writes the last, was measured too: it made more, smaller batches and cost
+    ~12 % more CPU at a fixed 2,300 logins/s, with the same throughput at two workers.)
 
     A failed fdatasync leaves it unknown what reached the disk (the kernel may have
     dropped the pages), so every later ``sync`` fails too: the server stops answering
@@ -1392,8 +1394,8 @@ class Store:
         Args:
             sync: return only once the batch is on disk. False (SQLite): it is committed
                 and visible, and the caller must ``sync(sync_ticket())`` before anything
-                that depends on it leaves the server (the server's group commit does this
-                on a thread of its own, so the next batch need not wait for the disk).
+                that depends on it leaves the server (``authenticate_batch`` does, once,
+                after its last query).
         Returns:
             One bool per item, in order: True when committed.
         Raises:

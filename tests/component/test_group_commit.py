@@ -5,11 +5,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-import pytest
 from twisted.internet import defer
 
 from radiusd.app import GroupCommit
-from radiusd.errors import StoreUnavailable
 from radiusd.model import (AdvanceToken, AuditEvent, Receipt, RecordFailure, SaveReceipt,
                            TokenKind, UseEmergencyCode)
 from radiusd.store import Store
@@ -193,46 +191,3 @@ def test_a_request_that_finds_the_database_idle_never_waits_for_company():
     assert calls == [[1], [2], [3]]
 
 
-
-def test_replies_wait_for_the_disk_while_the_next_batch_goes_ahead():
-    """SQLite: a batch's verdicts are handed out only once ``durable`` says its commit is
-    on disk; the next batch does not wait for that."""
-    calls: list[list[int]] = []
-    gates: list[defer.Deferred] = []
-    syncs: list[defer.Deferred] = []
-
-    def run_db(process, ctx, items):
-        calls.append(list(items))
-        gate = defer.Deferred()
-        gates.append(gate)
-        return gate.addCallback(lambda _: [item * 10 for item in items])
-
-    def durable():
-        syncs.append(defer.Deferred())
-        return syncs[-1]
-
-    group = GroupCommit(run_db, process=None, ctx=None, durable=durable)
-    results = []
-    for item in range(3):
-        group(item).addCallback(results.append)
-    assert calls == [[0]] and syncs == []
-    gates[0].callback(None)                  # committed, not yet on disk
-    assert results == [] and len(syncs) == 1
-    assert calls == [[0], [1, 2]]            # the next batch is already in the database
-    gates[1].callback(None)
-    assert results == [] and len(syncs) == 2
-    syncs[1].callback(None)                  # fsyncs may finish out of order
-    assert results == [10, 20]
-    syncs[0].callback(None)
-    assert results == [10, 20, 0]
-
-
-def test_a_batch_whose_sync_failed_gets_no_verdict():
-    def run_db(process, ctx, items):
-        return defer.succeed([None] * len(items))
-
-    group = GroupCommit(run_db, process=None, ctx=None,
-                        durable=lambda: defer.fail(StoreUnavailable("cannot sync")))
-    failures = []
-    group(1).addCallbacks(lambda verdict: pytest.fail("answered"), failures.append)
-    assert len(failures) == 1 and failures[0].check(StoreUnavailable)

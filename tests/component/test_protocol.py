@@ -4,6 +4,7 @@ run_db and a real SQLite Store. Retransmissions, reject delay, drops, database o
 from __future__ import annotations
 
 import base64
+import os
 from datetime import UTC, datetime
 
 import netaddr
@@ -89,6 +90,27 @@ def test_accept_is_sent_at_once_and_signed(h):
     assert len(h.transport.written) == 1
     raw, addr = h.transport.written[0]
     assert addr == NAS and raw[0] == packet.AccessAccept and reply_verifies(request, raw)
+
+
+def test_the_accept_leaves_only_after_the_write_ahead_log_is_synced(h, monkeypatch):
+    """The request path commits without SQLite's own fsync (synchronous=NORMAL) and syncs
+    the log itself, outside the writer lock: the reply must come after that sync."""
+    h.add_user("alice")
+    events: list[str] = []
+    real_fdatasync = os.fdatasync
+
+    def fdatasync(fd: int) -> None:
+        events.append(f"sync {os.path.basename(os.readlink(f'/proc/self/fd/{fd}'))}")
+        real_fdatasync(fd)
+
+    monkeypatch.setattr("radiusd.store.store.os.fdatasync", fdatasync)
+    real_write = h.transport.write
+    monkeypatch.setattr(h.transport, "write",
+                        lambda data, addr=None: (events.append("reply"),
+                                                 real_write(data, addr)))
+    h.send(build_request(SECRET, "alice", "1234" + h.code()).RequestPacket())
+    assert events == ["sync radiusd.db-wal", "reply"]
+    assert h.transport.written[0][0][0] == packet.AccessAccept
 
 
 def test_reject_waits_for_reject_delay_on_the_clock(h):
