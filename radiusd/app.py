@@ -17,6 +17,7 @@ import sys
 import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any, Callable
 
@@ -359,7 +360,7 @@ def start_server(config: Config, reactor, store: Store, keys: Keys, *,
     threads.start()
     reactor.addSystemEventTrigger("during", "shutdown", threads.stop)
     health = StoreHealth()
-    runner = DatabaseRunner(reactor, threads, health, probe=store.load_settings)
+    runner = DatabaseRunner(reactor, threads, health, probe=partial(_probe, store))
     ctx = HandlerContext(
         store=store, keys=keys, run_db=runner,
         now=lambda: datetime.fromtimestamp(reactor.seconds(), UTC),
@@ -394,6 +395,13 @@ def start_server(config: Config, reactor, store: Store, keys: Keys, *,
             ports.append(reactor.listenUDP(address.port, protocol, interface=address.host,
                                            maxPacketSize=4096))
     return RunningServer(ports=ports, ctx=ctx, threads=threads)
+
+
+def _probe(store: Store) -> None:
+    """During an outage: is the database back? A read, and (SQLite) a sync of its log,
+    which keeps failing after a failed fdatasync until the server is restarted."""
+    store.load_settings()
+    store.sync(store.sync_ticket())
 
 
 def _checkpoint(threads: BlockingThreads, store: Store) -> None:

@@ -17,6 +17,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import make_url
 
+from radiusd.app import _probe
 from radiusd.errors import AlreadyExists, ConfigError, NotFound, NotInitialised, StoreUnavailable
 from radiusd.model import (AdvanceToken, AuditEvent, RecordFailure, RejectReason,
                            ResetFailures, Secret, TokenKind)
@@ -656,6 +657,8 @@ def test_a_failed_fdatasync_fails_every_later_sync(sqlite_store, monkeypatch):
         store.sync(store.sync_ticket())
     with pytest.raises(StoreUnavailable):
         store.apply_batch([((), event("auth", "alice"), None)])
+    with pytest.raises(StoreUnavailable):   # the outage probe does not see it as over
+        _probe(store)
 
 
 def test_sync_follows_the_log_when_sqlite_replaces_it(tmp_path, monkeypatch):
