@@ -384,8 +384,13 @@ class _WalSync:
                 return
             with self._tickets:
                 covering = self._issued  # every one issued before the fdatasync begins
-            fd = self._wal_fd()
-            if fd is not None:
+            # SQLite deletes the log (once it checkpointed all of it, synced) when its last
+            # connection closes, and a later commit makes a new one: if the file synced
+            # was deleted meanwhile (no link left), the new one is synced too.
+            for _ in range(3):
+                fd = self._wal_fd()
+                if fd is None:
+                    break
                 try:
                     os.fdatasync(fd)
                 except OSError as exc:
@@ -393,26 +398,23 @@ class _WalSync:
                                     f"log ({exc.strerror or exc}); logins committed since "
                                     f"the last sync may not be on disk: restart radiusd")
                     raise StoreUnavailable(self._failed) from None
+                if os.fstat(fd).st_nlink:
+                    break
+                os.close(fd)
+                self._fd = None
             self._covered = covering
 
     def _wal_fd(self) -> int | None:
-        """The log's descriptor, reopened if SQLite replaced the file; None if there is
-        no log (SQLite deletes it only after checkpointing all of it, synced)."""
+        """The log's descriptor (opened once); None if there is no log."""
         assert self._path is not None
-        try:
-            current = os.stat(self._path)
-            if self._fd is not None:
-                opened = os.fstat(self._fd)
-                if (opened.st_ino, opened.st_dev) != (current.st_ino, current.st_dev):
-                    os.close(self._fd)
-                    self._fd = None
-            if self._fd is None:
+        if self._fd is None:
+            try:
                 self._fd = os.open(self._path, os.O_RDONLY | os.O_CLOEXEC)
-        except FileNotFoundError:
-            return None
-        except OSError as exc:
-            raise StoreUnavailable(f"database {self._safe_url}: cannot open its "
-                                   f"write-ahead log: {exc.strerror or exc}") from None
+            except FileNotFoundError:
+                return None
+            except OSError as exc:
+                raise StoreUnavailable(f"database {self._safe_url}: cannot open its "
+                                       f"write-ahead log: {exc.strerror or exc}") from None
         return self._fd
 
     def close(self) -> None:

@@ -672,13 +672,19 @@ def test_sync_follows_the_log_when_sqlite_replaces_it(tmp_path, monkeypatch):
         assert synced == []
         wal.write_bytes(b"first")
         wal_sync.sync(wal_sync.ticket())
+        assert synced == [str(wal)]
         first_inode = os.stat(wal).st_ino
+        wal.unlink()                                          # deleted, then a new one
         (tmp_path / "replacement").write_bytes(b"second")
         os.replace(tmp_path / "replacement", wal)
         assert os.stat(wal).st_ino != first_inode
         wal_sync.sync(wal_sync.ticket())
-        assert synced == [str(wal), str(wal)]
+        assert synced == [str(wal), f"{wal} (deleted)", str(wal)]
         assert os.fstat(wal_sync._fd).st_ino == os.stat(wal).st_ino
+        wal.unlink()                                          # deleted, none since
+        wal_sync.sync(wal_sync.ticket())
+        assert synced == [str(wal), f"{wal} (deleted)", str(wal), f"{wal} (deleted)"]
+        assert wal_sync._fd is None
     finally:
         wal_sync.close()
 
