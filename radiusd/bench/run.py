@@ -101,7 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="seconds before a request counts as lost (default 2)")
     parser.add_argument("--users", type=_positive(int), default=60_000,
                         help="PIN+TOTP users (one request per user and time step)")
-    parser.add_argument("--emergency-codes", type=_positive(int), default=60_000,
+    parser.add_argument("--emergency-codes", type=_positive(int), default=150_000,
                         help="emergency codes in all (sets of 100, split over rounds)")
     parser.add_argument("--reject-users", type=_positive(int), default=1000,
                         help="users for the reject phase (900 wrong codes each at most)")
