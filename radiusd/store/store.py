@@ -1,13 +1,15 @@
 """The Store: every read and write of the database, one method per unit of work.
 
-Owns: the engine and its connection set-up (SQLite WAL + ``synchronous=FULL``, PostgreSQL
+Owns: the engine and its connection set-up (SQLite WAL + ``synchronous=FULL``, and for the
+request path ``NORMAL`` plus its own fdatasync of the log, ``_WalSync``; PostgreSQL
 statement timeout), transactions, the compare-and-set commits of ``apply``, the audit rows
 written with each change, schema migration, and the translation of SQLAlchemy errors into
 ``radiusd.errors`` (STYLE §8). Takes and returns ``radiusd.model`` values only: no Row or
 ORM object leaves this package.
 
-Thread-safe: every method checks a connection out of the pool for its own transaction, so
-the server may call it from its DB thread pool (1 thread on SQLite, 8 on PostgreSQL).
+Thread-safe: every method runs its own transaction (the admin path on a pooled connection,
+the request path on a connection of the calling thread), so the server calls it from its DB
+threads (1 on SQLite, 2 on PostgreSQL: app.db_threads).
 
 Must not know: twisted, pyrad. Never logs, and never puts a PIN hash, password hash or seed
 into an exception message (the engine hides bound parameters).
@@ -1355,8 +1357,8 @@ class Store:
             receipt: the answer, for retransmissions reaching another server (a receipt
                 already stored under the same key is left as it is).
         Returns:
-            True when everything is committed (durably: WAL + ``synchronous=FULL`` on
-            SQLite); False when a compare-and-set lost and all was rolled back.
+            True when everything is committed, and on disk (SQLite: the log synced by
+            ``apply_batch``); False when a compare-and-set lost and all was rolled back.
         Raises:
             StoreUnavailable: the database cannot be reached, is locked or timed out;
                 nothing was committed.
