@@ -368,10 +368,6 @@ class _WalSync:
         self._lock = threading.Lock()  # one fdatasync at a time; guards _fd and _failed
         self._failed: str | None = None
 
-    @property
-    def is_needed(self) -> bool:
-        return self._path is not None
-
     def ticket(self) -> int:
         with self._tickets:
             self._issued += 1
@@ -1444,12 +1440,6 @@ class Store:
         if sync:
             self.sync(self.sync_ticket())
         return results
-
-    @property
-    def syncs_separately(self) -> bool:
-        """Whether ``apply_batch(..., sync=False)`` leaves the disk write to ``sync`` (a
-        SQLite file); on PostgreSQL a commit is on disk when it returns."""
-        return self._wal_sync.is_needed
 
     def sync_ticket(self) -> int:
         """A ticket for ``sync``: taken once a batch's reads and commit are done."""
