@@ -338,9 +338,10 @@ def reuse_port_socket(host: str, port: int, workers: int) -> socket.socket:
         sock.close()
         raise
     if workers > 1:
-        program = ctypes.create_string_buffer(_identifier_steering(workers))
-        # struct sock_fprog: the number of instructions, then a pointer to them.
-        fprog = struct.pack("HP", len(program.raw) // 8, ctypes.addressof(program))
+        instructions = _identifier_steering(workers)
+        program = ctypes.create_string_buffer(instructions, len(instructions))
+        # struct sock_fprog: the number of instructions (8 bytes each), then a pointer.
+        fprog = struct.pack("HP", len(instructions) // 8, ctypes.addressof(program))
         try:
             sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_REUSEPORT_CBPF, fprog)
         except OSError as exc:

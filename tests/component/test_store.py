@@ -688,7 +688,9 @@ def test_sync_follows_the_log_when_sqlite_replaces_it(tmp_path, monkeypatch):
         wal_sync.close()
 
 
-def test_postgresql_commits_are_on_disk_when_they_return(store, database_url, monkeypatch):
+def test_sync_fdatasyncs_the_sqlite_log_and_does_nothing_on_postgresql(store, database_url,
+                                                                      monkeypatch):
+    """A PostgreSQL commit is on disk when it returns: ``sync`` has nothing to do."""
     synced = _record_syncs(monkeypatch)
     add_user(store, "alice")
     assert store.apply_batch([((), event("auth", "alice"), None)], sync=False) == [True]
