@@ -189,3 +189,4 @@ def test_a_request_that_finds_the_database_idle_never_waits_for_company():
     gates[1].callback(None)
     group(3)                             # idle again: at once
     assert calls == [[1], [2], [3]]
+
