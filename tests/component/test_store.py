@@ -194,6 +194,25 @@ def test_the_request_path_survives_its_connection_dying(store, database_url):
     assert store.apply_batch([((), event("auth", "alice"), None)]) == [True]
 
 
+def test_batched_reads_pad_their_lists_and_find_exactly_the_users_asked_for(store):
+    """The request path's reads pad their IN list with NULLs to a power of two, so a
+    template has 9 texts for batches of 1 to 256 (they stay prepared: sqlite3 keeps 128
+    statements by text) and the NULLs match nothing."""
+    names = [f"user{i:02d}" for i in range(40)]
+    for name in names:
+        add_user(store, name)
+        add_token(store, name, f"S-{name}")
+    for count in (1, 2, 3, 5, 8, 9, 17, 31, 40):
+        subjects = store.load_subjects([*names[:count], "nobody"], with_codes=False)
+        assert sorted(subjects) == names[:count]
+        assert [len(subject.tokens) for subject in subjects.values()] == [1] * count
+    sql = store._sql
+    texts = {sql.in_(sql.subject_rows, range(count))[0] for count in range(1, 257)}
+    assert len(texts) == 9
+    text, values = sql.in_(sql.receipts, [b"a", b"b", b"c"])
+    assert values == [b"a", b"b", b"c", None] and text.count(sql.p) == 4 + 1
+
+
 def test_unreachable_postgresql_on_the_request_path_raises_store_unavailable():
     store = Store.open("postgresql+psycopg://radiusd:hunter2-pw@127.0.0.1:1/radiusd",
                        statement_timeout=1.0)

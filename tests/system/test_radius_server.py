@@ -155,6 +155,45 @@ def test_status_server_answered_with_signed_accept(server):
     assert raw is not None and raw[0] == packet.AccessAccept and reply_verifies(request, raw)
 
 
+def test_a_burst_of_requests_waits_for_the_server_none_is_dropped(server):
+    """2,000 Status-Server at once, as from NASes rebooting: every one is answered. The
+    kernel's default receive buffer holds 256 requests on loopback and drops the rest
+    (app.enlarge_receive_buffer)."""
+    sockets = []
+    try:
+        expected = {}
+        for _ in range(20):
+            sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            sockets.append(sock)
+            sock.bind(("127.0.0.1", 0))
+            for identifier in range(100):
+                request = build_request(server.secret, None, code=packet.StatusServer)
+                request.id = identifier
+                expected[(sock.getsockname()[1], identifier)] = request
+        datagrams = [(sock, request.RequestPacket()) for (port, _), request in
+                     expected.items() for sock in sockets if sock.getsockname()[1] == port]
+        for sock, data in datagrams:   # all sent before any reply is read
+            sock.sendto(data, ("127.0.0.1", server.port))
+        answered = set()
+        deadline = time.monotonic() + 20
+        while len(answered) < len(expected) and time.monotonic() < deadline:
+            for sock in sockets:
+                sock.settimeout(0.05)
+                try:
+                    while True:
+                        raw = sock.recv(4096)
+                        key = (sock.getsockname()[1], raw[1])
+                        assert raw[0] == packet.AccessAccept
+                        assert reply_verifies(expected[key], raw)
+                        answered.add(key)
+                except socket.timeout:
+                    pass
+        assert len(answered) == len(expected)
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
 def test_accounting_request_is_silently_dropped(server):
     result = radclient(server.port, server.secret, 'User-Name = "acct"', command="acct",
                        args=("-x", "-r", "1", "-t", "1"))
