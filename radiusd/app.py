@@ -379,6 +379,22 @@ def reuse_port_socket(host: str, port: int, workers: int) -> socket.socket:
     return sock
 
 
+def worker_cpu(workers: int, index: int, cpus: set[int] | None = None) -> int | None:
+    """The CPU that worker ``index`` of ``workers`` keeps to: its own when there is one
+    worker per CPU this process may use (``cpus``, default its affinity), else None (the
+    kernel chooses).
+
+    A worker's threads hand Python's GIL to each other at every datagram and every
+    database call; on one CPU that hand-over stays in its caches, and the workers stop
+    trading places. Measured with two workers on two cores (`make bench --workers 2`,
+    two interleaved runs): +13 % PIN+TOTP, +9 % PIN+emergency, +12 % rejects. With fewer
+    workers than CPUs the kernel keeps its choice: it can move a worker off a CPU busy with
+    interrupts or the database; with more, several would share one CPU.
+    """
+    usable = sorted(os.sched_getaffinity(0) if cpus is None else cpus)
+    return usable[index] if workers == len(usable) and 0 <= index < workers else None
+
+
 def start_server(config: Config, reactor, store: Store, keys: Keys, *,
                  debug: bool = False, node: str | None = None,
                  workers: int | None = None) -> RunningServer:
@@ -482,6 +498,9 @@ def serve(config: Config, *, debug: bool = False, workers: int = 1,
     if worker_index is None:
         created, store = initialise(config)
     else:
+        cpu = worker_cpu(workers, worker_index)
+        if cpu is not None:  # before any thread starts: they inherit it
+            os.sched_setaffinity(0, {cpu})
         created, store = False, open_store(config, pool_size=db_threads(config))
     keys = open_keys(config)
     _begin_logging(debug)
@@ -525,8 +544,10 @@ def serve(config: Config, *, debug: bool = False, workers: int = 1,
                      "{db}", listening=listening, clients=len(config.clients),
                      db=_safe_url(config))
         else:
-            log.info("worker {index} ready: RADIUS on {listening}", index=worker_index,
-                     listening=listening)
+            cpu = os.sched_getaffinity(0)
+            log.info("worker {index} ready: RADIUS on {listening}, {cpus}",
+                     index=worker_index, listening=listening,
+                     cpus=f"CPU {min(cpu)}" if len(cpu) == 1 else f"{len(cpu)} CPUs")
         if ready_fd is not None:
             os.write(ready_fd, b"r")
             os.close(ready_fd)

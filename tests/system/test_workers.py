@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import socket
 import subprocess
@@ -13,11 +14,12 @@ from collections import Counter
 from pyrad import packet
 
 from radius_client import build_request, send_raw
-from support import REPO, ServerProcess, free_udp_port, write_server_config
+from radiusd.app import worker_cpu
+from support import REPO, ServerProcess, free_udp_port, missing_part, write_server_config
 from system.conftest import SECRET
 
 
-def _start_workers(tmp_path, workers: int) -> ServerProcess:
+def _start_workers(tmp_path, workers: int, cpus: set[int] | None = None) -> ServerProcess:
     port = free_udp_port()
     config = write_server_config(tmp_path, port=port, secret=SECRET, reject_delay="0s")
     server = ServerProcess(directory=tmp_path, port=port, secret=SECRET, config=config,
@@ -25,7 +27,8 @@ def _start_workers(tmp_path, workers: int) -> ServerProcess:
     log = server.log_path.open("ab")
     server.process = subprocess.Popen(
         [sys.executable, "-m", "radiusd.cli", "--config", str(config), "serve", "--workers",
-         str(workers)], stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
+         str(workers)], stdout=log, stderr=subprocess.STDOUT, cwd=REPO,
+        preexec_fn=None if cpus is None else lambda: os.sched_setaffinity(0, cpus))
     log.close()
     deadline = time.monotonic() + 30
     while f"{workers} workers sharing RADIUS" not in server.log_text():
@@ -83,3 +86,35 @@ def test_one_source_port_is_spread_over_the_workers_by_identifier(tmp_path):
     finally:
         assert server.stop(signal.SIGTERM) == 0, server.log_text()
     assert "cannot steer" not in server.log_text()
+
+
+def test_a_worker_per_cpu_keeps_to_its_own_cpu_otherwise_the_kernel_chooses():
+    assert [worker_cpu(2, index, {0, 1}) for index in range(2)] == [0, 1]
+    assert [worker_cpu(3, index, {2, 5, 7}) for index in range(3)] == [2, 5, 7]
+    assert worker_cpu(2, 0, {0, 1, 2, 3}) is None   # fewer workers than CPUs
+    assert worker_cpu(3, 0, {0, 1}) is None          # more workers than CPUs
+    assert worker_cpu(1, 0, {4}) == 4
+
+
+def test_two_workers_on_two_cpus_are_pinned_one_each(tmp_path):
+    usable = sorted(os.sched_getaffinity(0))
+    if len(usable) < 2:
+        missing_part("a machine with two CPUs (this process may use one)")
+    server = _start_workers(tmp_path, 2, cpus=set(usable[:2]))
+    try:
+        supervisor = server.process.pid
+        children = [int(pid) for task in os.listdir(f"/proc/{supervisor}/task")
+                    for pid in open(f"/proc/{supervisor}/task/{task}/children").read().split()]
+        assert len(children) == 2
+        pinned = sorted(tuple(os.sched_getaffinity(pid)) for pid in children)
+        assert pinned == [(usable[0],), (usable[1],)]
+        # Every thread of a worker, started after the pinning, inherited it.
+        for pid in children:
+            for task in os.listdir(f"/proc/{pid}/task"):
+                assert os.sched_getaffinity(int(task)) in ({usable[0]}, {usable[1]})
+        assert f"CPU {usable[0]}" in server.log_text() and f"CPU {usable[1]}" in server.log_text()
+        replies = [send_raw(build_request(SECRET, f"nobody{i}", "12345678").RequestPacket(),
+                            server.port) for i in range(10)]
+        assert all(reply is not None and reply[0] == packet.AccessReject for reply in replies)
+    finally:
+        assert server.stop(signal.SIGTERM) == 0, server.log_text()
