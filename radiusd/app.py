@@ -321,7 +321,7 @@ def enlarge_receive_buffer(sock: socket.socket, size: int = RECEIVE_BUFFER) -> i
     except OSError:  # EPERM without CAP_NET_ADMIN
         try:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, size)
-        except OSError:
+        except OSError:  # refused too: the default stays, and the caller reports its size
             pass
     return sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
 

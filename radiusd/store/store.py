@@ -164,8 +164,9 @@ class _RequestSql:
         A template so has a handful of texts whatever the batch size, and they stay
         prepared: sqlite3 keeps the last 128 statements by text, and with one text per
         count the reads of batches of every size from 1 to 64 (two workers' batches) evicted
-        each other, so most reads were prepared again, 0.1–0.6 ms each on this machine's
-        bench (psycopg likewise prepares a text only after it has seen it five times).
+        each other (three queries an emergency batch), and a read prepared again cost
+        0.1–0.6 ms on the bench's database (psycopg likewise prepares a text only after it
+        has seen it five times).
         """
         padded = [*values, *[None] * ((1 << max(0, len(values) - 1).bit_length())
                                       - len(values))]
