@@ -161,7 +161,7 @@ def test_a_burst_of_requests_waits_for_the_server_none_is_dropped(server):
     (app.enlarge_receive_buffer)."""
     sockets = []
     try:
-        expected = {}
+        expected, datagrams = {}, []
         for _ in range(20):
             sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
             sockets.append(sock)
@@ -170,8 +170,7 @@ def test_a_burst_of_requests_waits_for_the_server_none_is_dropped(server):
                 request = build_request(server.secret, None, code=packet.StatusServer)
                 request.id = identifier
                 expected[(sock.getsockname()[1], identifier)] = request
-        datagrams = [(sock, request.RequestPacket()) for (port, _), request in
-                     expected.items() for sock in sockets if sock.getsockname()[1] == port]
+                datagrams.append((sock, request.RequestPacket()))
         for sock, data in datagrams:   # all sent before any reply is read
             sock.sendto(data, ("127.0.0.1", server.port))
         answered = set()
