@@ -175,6 +175,14 @@ class Bench:
             self.notes.append(f"--workers {self.args.workers} share CPU "
                               f"{min(self.server_cpus)}: use --server-cpus to spread them")
 
+    def placement(self) -> str:
+        """Where the servers and the generator run, for the summary's heading."""
+        if not self.server_cpus and not self.generator_cpus:
+            return "unpinned"
+        return ", ".join(f"{name} " + (f"CPUs {sorted(cpus)}" if cpus else "unpinned")
+                         for name, cpus in (("server", self.server_cpus),
+                                            ("generator", self.generator_cpus)))
+
     def set_up(self, stack: ExitStack, directory: Path) -> None:
         args = self.args
         self.check_cpus()
@@ -401,8 +409,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     bench.say(f"## radiusd bench — {document['date']} — {document['command']}")
     bench.say(f"rounds {args.rounds} × {args.duration:g} s, {args.in_flight} in flight over "
               f"{args.sockets} sockets, database {args.database}, workers {args.workers}"
-              + (f", server CPUs {sorted(bench.server_cpus)}, generator CPUs "
-                 f"{sorted(bench.generator_cpus)}" if bench.server_cpus else ", unpinned"))
+              + f", {bench.placement()}")
     bench.say("")
     bench.say(report.table(summary))
     bench.say("")

@@ -59,6 +59,15 @@ def test_smoke_run_reports_every_phase_with_every_reply_verified(tmp_path):
         in result.stdout
 
 
+def test_server_pinned_and_generator_left_to_the_kernel_is_reported_as_such():
+    # --server-cpus alone: the server pinned, the generator not (it crashed the summary).
+    command = [sys.executable, "-m", "radiusd.bench", "--server-cpus", "0", "--phases",
+               "status", "--duration", "1", "--rounds", "1", "--in-flight", "4",
+               "--sockets", "2"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=120, cwd=REPO)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "server CPUs [0], generator unpinned" in result.stdout
+
 
 def test_rate_vs_freeradius_paces_radiusd_at_a_share_of_the_same_rounds_freeradius(tmp_path):
     # Issue 6's latency target is "p99 at half of 0.10x FreeRADIUS": the bench sets that
