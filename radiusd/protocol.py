@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, Mapping
 
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import maybeDeferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.protocol import DatagramProtocol
 from twisted.logger import Logger
@@ -93,7 +93,7 @@ class RadiusProtocol(DatagramProtocol):
                                   "still in progress: dropped", address=host, port=port,
                                   identifier=request.identifier)
                 return
-        d = Deferred.fromCoroutine(handler(request, client, (host, port), self.ctx))
+        d = maybeDeferred(handler, request, client, (host, port), self.ctx)
         d.addCallbacks(self._respond, self._failed,
                        callbackArgs=(request, client, addr, key),
                        errbackArgs=(request, client, key))

@@ -10,8 +10,8 @@ from radiusd.handlers.context import HandlerContext, Response
 from radiusd.model import Client, PacketCode, RadiusRequest
 
 
-async def handle_status_server(request: RadiusRequest, client: Client, source: tuple,
-                               ctx: HandlerContext) -> Response | None:
+def handle_status_server(request: RadiusRequest, client: Client, source: tuple,
+                         ctx: HandlerContext) -> Response | None:
     if ctx.health.is_down:
         return None
     return Response(PacketCode.ACCESS_ACCEPT)

@@ -12,6 +12,7 @@ import pytest
 from pyrad import packet
 from twisted.internet.defer import maybeDeferred
 from twisted.internet.testing import Clock, FakeDatagramTransport
+from twisted.logger import globalLogPublisher
 
 from radius_client import build_request, reply_verifies
 from radiusd.accounts import Accounts
@@ -242,6 +243,32 @@ def test_database_down_means_no_reply_and_retransmission_processed_later(h):
     h.db_down = False
     h.send(data)                       # not stuck "in flight": processed now
     assert [raw[0] for raw, _ in h.transport.written] == [packet.AccessAccept]
+
+
+@pytest.mark.parametrize("where", ["deciding", "queueing"])
+def test_a_bug_while_deciding_is_a_reject_and_is_logged_never_an_accept(h, monkeypatch, where):
+    # Fail closed: an unexpected exception (not an unreachable database) answers Reject,
+    # after the reject delay, and the error is logged; the NAS is not left waiting.
+    h.add_user("ida")
+    if where == "deciding":
+        def broken(*_args, **_kwargs):
+            raise ValueError("bug")
+        monkeypatch.setattr("radiusd.handlers.access_request.decide_access", broken)
+    else:
+        def broken_queue(_pending):
+            raise RuntimeError("bug")
+        h.ctx.group_commit = broken_queue
+    logged = []
+    globalLogPublisher.addObserver(logged.append)
+    try:
+        h.send(build_request(SECRET, "ida", "1234" + h.code()).RequestPacket())
+        h.clock.advance(1.0)
+    finally:
+        globalLogPublisher.removeObserver(logged.append)
+    assert [raw[0] for raw, _ in h.transport.written] == [packet.AccessReject]
+    [event] = [e for e in logged if e.get("log_failure") is not None]
+    assert event["log_format"].startswith("internal error deciding for {user}")
+    assert event["log_failure"].check(ValueError if where == "deciding" else RuntimeError)
 
 
 def test_status_server_silent_while_database_down(h):
