@@ -13,6 +13,11 @@ from radiusd.bench.loadgen import PhaseResult
 FREERADIUS_PHASE = "freeradius-pap"
 
 
+def baseline_name(name: str, workers: int) -> str:
+    """The name of phase ``name`` run against the ``--vs-workers`` server ("pin+totp/1w")."""
+    return f"{name}/{workers}w"
+
+
 def _median(values: Sequence[float]) -> float | None:
     return statistics.median(values) if values else None
 
@@ -25,11 +30,27 @@ def ratio(result: PhaseResult, round_results: Mapping[str, PhaseResult]) -> floa
     return result.rate / reference.rate
 
 
+def versus_baseline(result: PhaseResult, round_results: Mapping[str, PhaseResult],
+                    workers: int | None) -> float | None:
+    """This phase's rate over the same phase's rate against the ``--vs-workers`` server
+    (``workers`` processes) in the same round."""
+    if workers is None:
+        return None
+    reference = round_results.get(baseline_name(result.name, workers))
+    if reference is None or not reference.rate:
+        return None
+    return result.rate / reference.rate
+
+
 def phase_line(round_number: int, result: PhaseResult, versus: float | None,
-               server_cpu: float | None) -> str:
+               server_cpu: float | None, versus_workers: tuple[float, int] | None = None
+               ) -> str:
     times = f"p50 {result.p50:7.2f}  p90 {result.p90:7.2f}  p99 {result.p99:7.2f} ms"
-    parts = [f"round {round_number}  {result.name:15} {result.rate:10,.0f} req/s",
-             f"{versus:6.3f}×FR" if versus is not None else " " * 8, times,
+    parts = [f"round {round_number}  {result.name:18} {result.rate:10,.0f} req/s",
+             f"{versus:6.3f}×FR" if versus is not None else " " * 8]
+    if versus_workers is not None:
+        parts.append(f"{versus_workers[0]:5.2f}× {versus_workers[1]}w")
+    parts += [times,
              f"lost {result.lost}", f"bad {result.bad}", f"wrong {result.wrong}",
              f"gen {result.cpu * 100:3.0f}%"]
     if server_cpu is not None:
@@ -42,9 +63,11 @@ def phase_line(round_number: int, result: PhaseResult, versus: float | None,
 
 
 def summarise(rounds: Sequence[Mapping[str, PhaseResult]],
-              server_cpu: Sequence[Mapping[str, float]]) -> dict[str, dict[str, object]]:
-    """Per phase: medians over rounds (rate, ratio to FreeRADIUS, latencies), sums of
-    lost/bad/wrong, and the generator's and server's CPU share."""
+              server_cpu: Sequence[Mapping[str, float]], *,
+              baseline_workers: int | None = None) -> dict[str, dict[str, object]]:
+    """Per phase: medians over rounds (rate, ratio to FreeRADIUS, with ``baseline_workers``
+    ratio to the ``--vs-workers`` server's same phase, latencies), sums of lost/bad/wrong,
+    and the generator's and server's CPU share."""
     names: list[str] = []
     for round_results in rounds:
         names.extend(name for name in round_results if name not in names)
@@ -53,6 +76,9 @@ def summarise(rounds: Sequence[Mapping[str, PhaseResult]],
         results = [(index, r[name]) for index, r in enumerate(rounds) if name in r]
         ratios = [value for index, result in results
                   if (value := ratio(result, rounds[index])) is not None]
+        by_workers = [value for index, result in results
+                      if (value := versus_baseline(result, rounds[index], baseline_workers))
+                      is not None]
         cpus = [server_cpu[index][name] for index, _ in results
                 if name in server_cpu[index]]
         summary[name] = {
@@ -60,6 +86,8 @@ def summarise(rounds: Sequence[Mapping[str, PhaseResult]],
             "rate": _median([r.rate for _, r in results]),
             "vs_freeradius": _median(ratios),
             "vs_freeradius_per_round": [round(value, 4) for value in ratios],
+            "vs_workers": _median(by_workers),
+            "vs_workers_per_round": [round(value, 4) for value in by_workers],
             "p50": _median([r.p50 for _, r in results]),
             "p90": _median([r.p90 for _, r in results]),
             "p99": _median([r.p99 for _, r in results]),
@@ -73,19 +101,26 @@ def summarise(rounds: Sequence[Mapping[str, PhaseResult]],
     return summary
 
 
-def table(summary: Mapping[str, Mapping[str, object]]) -> str:
-    """The summary as a Markdown table (it reads as plain text too)."""
-    lines = ["| phase | req/s | ×FR | p50 ms | p90 ms | p99 ms | lost | bad replies | "
+def table(summary: Mapping[str, Mapping[str, object]],
+          baseline_workers: int | None = None) -> str:
+    """The summary as a Markdown table (it reads as plain text too); with
+    ``baseline_workers``, a column of the ratios to the ``--vs-workers`` server."""
+    extra = "" if baseline_workers is None else f" ×{baseline_workers}w |"
+    lines = [f"| phase | req/s | ×FR |{extra} p50 ms | p90 ms | p99 ms | lost | bad replies | "
              "wrong code | answered | gen CPU | server CPU |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             "|---|---:|---:|" + ("---:|" if extra else "")
+             + "---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
 
     def number(value: object, fmt: str) -> str:
         return "–" if value is None else format(value, fmt)
 
     for name, values in summary.items():
+        workers = ("" if baseline_workers is None else
+                   f" {number(values['vs_workers'], '.2f')} |")
         lines.append(
             f"| {name} | {number(values['rate'], ',.0f')} | "
-            f"{number(values['vs_freeradius'], '.3f')} | {number(values['p50'], '.2f')} | "
+            f"{number(values['vs_freeradius'], '.3f')} |{workers} "
+            f"{number(values['p50'], '.2f')} | "
             f"{number(values['p90'], '.2f')} | {number(values['p99'], '.2f')} | "
             f"{values['lost']} | {values['bad']} | {values['wrong']} | "
             f"{values['answered']:,} | {number(values['generator_cpu'], '.0%')} | "

@@ -3,7 +3,9 @@
 A round runs, in turn: FreeRADIUS files-PAP accepts (with ``--vs-freeradius``), then
 radiusd's phases (PIN + TOTP accepts, PIN + emergency-code accepts, rejects with a wrong
 code, Status-Server). Each radiusd phase is compared with FreeRADIUS's rate of the same
-round; the summary gives medians over rounds.
+round; the summary gives medians over rounds. With ``--vs-workers N`` a second radiusd
+(``serve --workers N``, same database) runs each phase just before the first one, and each
+phase is also compared with that server's rate of the same round and phase.
 """
 
 from __future__ import annotations
@@ -78,6 +80,11 @@ def build_parser() -> argparse.ArgumentParser:
                         help="seconds per phase (default 5)")
     parser.add_argument("--workers", type=_positive(int), default=1,
                         help="radiusd serve --workers N (SO_REUSEPORT processes)")
+    parser.add_argument("--vs-workers", type=_positive(int), default=None, metavar="N",
+                        help="also run a radiusd with N workers on the same database, each "
+                             "phase in turn with --workers's, and report ratios (the "
+                             "issue's '--workers 2 >= 1.6x one worker': --workers 2 "
+                             "--vs-workers 1)")
     parser.add_argument("--database", choices=("sqlite", "postgresql"), default="sqlite",
                         help="throw-away SQLite file (default) or PostgreSQL database on "
                              "$RADIUSD_TEST_PG")
@@ -153,6 +160,7 @@ class Bench:
         self.secret = "".join(secrets.choice(string.ascii_letters + string.digits)
                               for _ in range(24))
         self.radiusd: servers.RadiusdServer | None = None
+        self.baseline: servers.RadiusdServer | None = None  # --vs-workers
         self.freeradius: servers.FreeRadiusServer | None = None
         self.population: populate.Population | None = None
         self.notes: list[str] = []
@@ -228,11 +236,31 @@ class Bench:
         self.say(f"radiusd: pid {self.radiusd.pid}, 127.0.0.1:{port}, workers "
                  f"{args.workers}, log {self.radiusd.log_path}"
                  + (f", CPUs {sorted(self.server_cpus)}" if self.server_cpus else ""))
+        targets = [self.target]
+        if args.vs_workers is not None:
+            # Its port chosen once the first server holds its own.
+            (directory / "vs-workers").mkdir()
+            baseline_port = servers.free_udp_ports()
+            baseline_config = servers.write_radiusd_config(
+                directory / "vs-workers", port=baseline_port, secret=self.secret,
+                database_url=database_url, key_path=directory / "radiusd.key")
+            self.baseline_target = Target(f"radiusd/{args.vs_workers}w", "127.0.0.1",
+                                          baseline_port, self.secret.encode(), require_ma=True)
+            self.baseline = servers.RadiusdServer(baseline_config, workers=args.vs_workers,
+                                                  cpus=self.server_cpus,
+                                                  name=f"radiusd/{args.vs_workers}w")
+            stack.callback(self.baseline.stop)
+            self.baseline.start(lambda: loadgen.exchange(self.baseline_target, STATUS, 0.5)
+                                == ACCESS_ACCEPT)
+            self.say(f"radiusd/{args.vs_workers}w: pid {self.baseline.pid}, 127.0.0.1:"
+                     f"{baseline_port}, workers {args.vs_workers}, same database, log "
+                     f"{self.baseline.log_path}")
+            targets.append(self.baseline_target)
         if self.generator_cpus:
             os.sched_setaffinity(0, self.generator_cpus)
             self.say(f"load generator: pid {os.getpid()}, CPUs {sorted(self.generator_cpus)}")
         # Warm-up, not measured: imports, caches, the first transactions.
-        for target in [self.target] + ([self.fr_target] if self.freeradius else []):
+        for target in targets + ([self.fr_target] if self.freeradius else []):
             loadgen.run("warm-up", target, loadgen.build(target, [STATUS] * 2000, 4),
                         ACCESS_ACCEPT, duration=0.5, in_flight=16)
 
@@ -250,13 +278,22 @@ class Bench:
         self._server_cpu[name] = (server.cpu_seconds() - cpu_before) / wall
         return result
 
-    def phase(self, phase: str, rounds_left: int) -> PhaseResult | None:
+    def phase(self, phase: str, shares_left: int, *,
+              baseline: bool = False) -> PhaseResult | None:
+        """Run one radiusd phase against the ``--workers`` server, or with ``baseline``
+        the ``--vs-workers`` one. ``shares_left``: how many phases of this kind are still
+        to run, this one included; each takes that share of the codes and wrong-code
+        budget left."""
         assert self.population is not None and self.radiusd is not None
         people, args, name = self.population, self.args, PHASE_NAMES[phase]
+        server, target = self.radiusd, self.target
+        if baseline:
+            assert self.baseline is not None
+            server, target = self.baseline, self.baseline_target
+            name = report.baseline_name(name, args.vs_workers)
         cap = int(PREBUILD_RATE * args.duration)
         if phase == "status":
-            return self._run(name, self.target, [STATUS] * cap, ACCESS_ACCEPT, self.radiusd,
-                             self.pace)
+            return self._run(name, target, [STATUS] * cap, ACCESS_ACCEPT, server, self.pace)
         if phase == "totp":
             step = people.totp_step_now()
             if people.totp_available(step) < len(people.totp) // 4:
@@ -266,25 +303,23 @@ class Bench:
                 time.sleep(max(0.0, wait))
                 step = people.totp_step_now()
             specs, owners = people.totp_specs(step, cap)
-            result = self._run(name, self.target, specs, ACCESS_ACCEPT, self.radiusd,
-                               self.pace)
+            result = self._run(name, target, specs, ACCESS_ACCEPT, server, self.pace)
             people.totp_sent(owners, result.sent_specs, step)
             return result
         if phase == "emergency":
-            specs = people.emergency_specs(math.ceil(len(people.emergency) / rounds_left))
+            specs = people.emergency_specs(math.ceil(len(people.emergency) / shares_left))
             if not specs:
                 self.say("  (no emergency codes left: raise --emergency-codes)")
                 return None
-            result = self._run(name, self.target, specs, ACCESS_ACCEPT, self.radiusd,
-                               self.pace)
+            result = self._run(name, target, specs, ACCESS_ACCEPT, server, self.pace)
             people.emergency_sent(specs, result.sent_specs)
             return result
         specs, owners = people.reject_specs(people.totp_step_now(),
-                                            min(cap, people.reject_budget() // rounds_left))
+                                            min(cap, people.reject_budget() // shares_left))
         if not specs:
             self.say("  (reject budget used up: raise --reject-users)")
             return None
-        result = self._run(name, self.target, specs, ACCESS_REJECT, self.radiusd, self.pace)
+        result = self._run(name, target, specs, ACCESS_REJECT, server, self.pace)
         people.rejects_sent(owners, result.sent_specs)
         return result
 
@@ -312,12 +347,18 @@ class Bench:
                 self.pace = share * freeradius_rate
                 self.say(f"  pacing radiusd phases at {self.pace:,.0f} req/s "
                          f"({share:g} x FreeRADIUS's {freeradius_rate:,.0f})")
+            rounds_left = self.args.rounds - number + 1
             for phase in self.phases:
-                result = self.phase(phase, self.args.rounds - number + 1)
-                if result is not None:
-                    results[result.name] = result
-                    self._report(number, result, results)
-            for server in (self.radiusd, self.freeradius):
+                # With --vs-workers: the baseline first, then at once the same phase on
+                # the --workers server, so that both meet the same machine.
+                turns = [True, False] if self.baseline is not None else [False]
+                for turn, baseline in enumerate(turns):
+                    result = self.phase(phase, rounds_left * len(turns) - turn,
+                                        baseline=baseline)
+                    if result is not None:
+                        results[result.name] = result
+                        self._report(number, result, results)
+            for server in (self.radiusd, self.baseline, self.freeradius):
                 if server is not None and not server.is_running():
                     raise BenchError(f"{server.name} stopped during the bench:\n"
                                      f"{server.log_tail()}")
@@ -326,8 +367,11 @@ class Bench:
             self.paces.append(self.pace)
 
     def _report(self, number: int, result: PhaseResult, results) -> None:
+        workers = self.args.vs_workers
+        versus = report.versus_baseline(result, results, workers)
         self.say(report.phase_line(number, result, report.ratio(result, results),
-                                   self._server_cpu.get(result.name)))
+                                   self._server_cpu.get(result.name),
+                                   None if versus is None else (versus, workers)))
 
     # --- the whole run -------------------------------------------------------------------
 
@@ -362,7 +406,9 @@ class Bench:
             "rounds": [{"round": index + 1, "paced_rate": self.paces[index], "phases": {
                 name: {**result.as_json(),
                        "server_cpu": round(self.server_cpu[index].get(name, 0.0), 4),
-                       "vs_freeradius": report.ratio(result, results)}
+                       "vs_freeradius": report.ratio(result, results),
+                       "vs_workers": report.versus_baseline(result, results,
+                                                            args.vs_workers)}
                 for name, result in results.items()}}
                 for index, results in enumerate(self.rounds)],
             "summary": summary,
@@ -378,6 +424,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                          "share of FreeRADIUS's rate in the same round)")
         if args.rate is not None:
             parser.error("--rate and --rate-vs-freeradius exclude each other")
+    if args.vs_workers is not None and args.vs_workers == args.workers:
+        parser.error(f"--vs-workers {args.vs_workers} is --workers itself: compare with "
+                     "another number of workers (e.g. --workers 2 --vs-workers 1)")
     if args.sockets is None:
         args.sockets = 8 * args.workers
     bench = Bench(args)
@@ -387,7 +436,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         with ExitStack() as stack:
             bench.set_up(stack, directory)
             bench.run_rounds()
-            for server in (bench.radiusd, bench.freeradius):
+            for server in (bench.radiusd, bench.baseline, bench.freeradius):
                 if server is not None:
                     peaks = server.peak_rss()
                     memory[server.name] = {"per_process": peaks,
@@ -403,15 +452,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"kept {directory}", file=sys.stderr)
         else:
             shutil.rmtree(directory, ignore_errors=True)
-    summary = report.summarise(bench.rounds, bench.server_cpu)
+    summary = report.summarise(bench.rounds, bench.server_cpu,
+                               baseline_workers=args.vs_workers)
     document = bench.document(summary, memory)
     bench.say("")
     bench.say(f"## radiusd bench — {document['date']} — {document['command']}")
     bench.say(f"rounds {args.rounds} × {args.duration:g} s, {args.in_flight} in flight over "
               f"{args.sockets} sockets, database {args.database}, workers {args.workers}"
+              + ("" if args.vs_workers is None else f" vs {args.vs_workers}")
               + f", {bench.placement()}")
     bench.say("")
-    bench.say(report.table(summary))
+    bench.say(report.table(summary, args.vs_workers))
     bench.say("")
     for name, values in memory.items():
         bench.say(f"peak RSS {name}: {values['max'] or 0:,} KiB (max of "

@@ -158,8 +158,10 @@ class _Child:
 # --- radiusd -------------------------------------------------------------------------------
 
 
-def write_radiusd_config(directory: Path, *, port: int, secret: str, database_url: str) -> Path:
-    """The bench's radiusd.toml: one client (127.0.0.1), no reject delay, no admin web."""
+def write_radiusd_config(directory: Path, *, port: int, secret: str, database_url: str,
+                         key_path: Path | None = None) -> Path:
+    """The bench's radiusd.toml: one client (127.0.0.1), no reject delay, no admin web;
+    the key file ``key_path`` (default ``DIRECTORY/radiusd.key``)."""
     path = directory / "radiusd.toml"
     path.write_text(f"""# written by python -m radiusd.bench
 [radius]
@@ -170,7 +172,7 @@ reject_delay = "0s"          # measure the work, not the FreeRADIUS-style hold-b
 url = "{database_url}"
 
 [keys]
-path = "{directory / 'radiusd.key'}"
+path = "{key_path or directory / 'radiusd.key'}"
 
 [[clients]]
 name = "bench"
@@ -198,8 +200,10 @@ class RadiusdServer(_Child):
 
     name = "radiusd"
 
-    def __init__(self, config: Path, *, workers: int = 1, cpus: set[int] | None = None):
+    def __init__(self, config: Path, *, workers: int = 1, cpus: set[int] | None = None,
+                 name: str = "radiusd"):
         super().__init__()
+        self.name = name
         self.config = config
         self.workers = workers
         self.cpus = cpus

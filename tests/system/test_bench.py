@@ -102,6 +102,59 @@ def test_rate_vs_freeradius_is_refused_without_a_freeradius_rate_to_share(option
     assert message in result.stderr
     assert "Traceback" not in result.stderr
 
+def test_vs_workers_runs_each_phase_on_both_servers_in_turns_and_reports_the_ratio(tmp_path):
+    # Issue 6's "--workers 2 >= 1.6x one worker", measured in one run: a second radiusd
+    # with one worker on the same database runs each phase just before the two workers.
+    report = tmp_path / "bench.json"
+    command = [sys.executable, "-m", "radiusd.bench", "--workers", "2", "--vs-workers", "1",
+               "--phases", "emergency,reject", "--rounds", "2", "--duration", "1",
+               "--emergency-codes", "400", "--reject-users", "2", "--in-flight", "4",
+               "--sockets", "2", "--json", str(report)]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=180, cwd=REPO)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+    document = json.loads(report.read_text())
+    summary = document["summary"]
+    assert list(summary) == ["pin+emergency/1w", "pin+emergency", "reject/1w", "reject"]
+    for values in summary.values():
+        assert (values["bad"], values["wrong"], values["lost"]) == (0, 0, 0), values
+    for number, one_round in enumerate(document["rounds"], start=1):
+        phases = one_round["phases"]
+        assert list(phases) == list(summary)
+        for name in ("pin+emergency", "reject"):
+            baseline = phases[f"{name}/1w"]
+            assert baseline["vs_workers"] is None
+            assert phases[name]["vs_workers"] == pytest.approx(
+                phases[name]["rate"] / baseline["rate"])
+        # The codes and wrong guesses are shared out: each of the four turns takes a
+        # quarter (2 users x 900 wrong codes before their lockout: 450 a turn).
+        assert [phases[name]["answered"] for name in ("pin+emergency/1w", "pin+emergency")
+                ] == [100, 100], number
+        assert [phases[name]["answered"] for name in ("reject/1w", "reject")
+                ] == [450, 450], number
+    for name in ("pin+emergency", "reject"):
+        per_round = [one_round["phases"][name]["vs_workers"]
+                     for one_round in document["rounds"]]
+        assert summary[name]["vs_workers_per_round"] == pytest.approx(per_round, abs=1e-4)
+        assert summary[name]["vs_workers"] == pytest.approx(sum(per_round) / 2)
+    memory = document["memory_peak_rss_kib"]
+    assert len(memory["radiusd"]["per_process"]) == 3  # the supervisor and two workers
+    assert len(memory["radiusd/1w"]["per_process"]) == 1
+    assert "| phase | req/s | ×FR | ×1w | p50 ms |" in result.stdout
+    assert "workers 2 vs 1" in result.stdout
+    assert [line.split()[2] for line in result.stdout.splitlines()
+            if "× 1w" in line] == ["pin+emergency", "reject"] * 2
+
+
+def test_vs_workers_equal_to_workers_is_refused():
+    result = subprocess.run([sys.executable, "-m", "radiusd.bench", "--workers", "2",
+                             "--vs-workers", "2"],
+                            capture_output=True, text=True, timeout=60, cwd=REPO)
+    assert result.returncode == 2
+    assert "--vs-workers 2 is --workers itself" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
 # --- the generator's own checks (no server process) ------------------------------------------
 
 
