@@ -46,6 +46,10 @@ log = Logger(namespace="radiusd")
 DB_TIMEOUT = 3.0
 # How often "database unreachable" is logged, and probed, while it lasts.
 OUTAGE_LOG_INTERVAL = 60.0
+# A DB call that answers but takes this long is logged (at most once per
+# OUTAGE_LOG_INTERVAL, with the slowest since): its requests were answered, but late
+# enough for a NAS to retransmit or give up (a disk stall, a long write lock).
+SLOW_DB_CALL = 1.0
 OUTAGE_PROBE_INTERVAL = 2.0
 # Expired retransmission receipts are deleted this often, a bounded number at a time.
 RECEIPT_PRUNE_INTERVAL = 1.0
@@ -188,7 +192,9 @@ class DatabaseRunner:
     """``run_db(fn, *args)``: runs ``fn`` in the dedicated DB pool, never on the reactor.
 
     A timeout or an unreachable database becomes ``StoreUnavailable`` (no reply is sent);
-    the outage is logged once a minute and probed until the database answers again.
+    the outage is logged once a minute and probed until the database answers again. A call
+    that succeeds after ``SLOW_DB_CALL`` seconds or more (queueing included) is logged as
+    a warning, at most once a minute, with how many were slow and the slowest.
     """
 
     log = Logger(namespace="radiusd.store")
@@ -202,20 +208,39 @@ class DatabaseRunner:
         self.timeout = timeout
         self._logged_at: float | None = None
         self._prober: LoopingCall | None = None
+        self._slow_logged_at: float | None = None
+        self._slow_calls = 0        # slow calls not yet logged, and the slowest of them
+        self._slowest = 0.0
 
     def __call__(self, fn: Callable[..., Any], *args: Any) -> defer.Deferred:
         d = self.threads.run(fn, *args)
         d.addTimeout(self.timeout, self.reactor)
-        d.addCallbacks(self._succeeded, self._failed)
+        d.addCallbacks(self._succeeded, self._failed, callbackArgs=(self.reactor.seconds(),))
         return d
 
-    def _succeeded(self, result: Any) -> Any:
+    def _succeeded(self, result: Any, started: float) -> Any:
+        now = self.reactor.seconds()
+        if now - started >= SLOW_DB_CALL:
+            self._slow(now, now - started)
         if self.health.mark_up():
             self.log.info("database reachable again: answering requests")
             self._logged_at = None
             if self._prober is not None and self._prober.running:
                 self._prober.stop()
         return result
+
+    def _slow(self, now: float, seconds: float) -> None:
+        self._slow_calls += 1
+        self._slowest = max(self._slowest, seconds)
+        if self._slow_logged_at is not None and now - self._slow_logged_at < OUTAGE_LOG_INTERVAL:
+            return
+        self.log.warn("database slow: {calls} call(s) took over {limit:g} s since the last "
+                      "such warning, the slowest {slowest:.1f} s (a disk stall, or a long "
+                      "write lock); their replies left that late, and NASes may have "
+                      "retransmitted or given up",
+                      calls=self._slow_calls, slowest=self._slowest, limit=SLOW_DB_CALL)
+        self._slow_logged_at = now
+        self._slow_calls, self._slowest = 0, 0.0
 
     def _failed(self, failure):
         if failure.check(defer.TimeoutError, defer.CancelledError):
