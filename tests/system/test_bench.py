@@ -15,7 +15,8 @@ import threading
 import pytest
 
 from radiusd.bench import loadgen, packets
-from radiusd.bench.loadgen import STATUS, Pap, Target
+from radiusd.bench import report as bench_report
+from radiusd.bench.loadgen import STATUS, Pap, PhaseResult, Target
 from support import REPO, REQUIRE_ALL, missing_part
 
 RFC_SECRET = b"xyzzy5461"
@@ -144,6 +145,16 @@ def test_vs_workers_runs_each_phase_on_both_servers_in_turns_and_reports_the_rat
     assert "workers 2 vs 1" in result.stdout
     assert [line.split()[2] for line in result.stdout.splitlines()
             if "× 1w" in line] == ["pin+emergency", "reject"] * 2
+
+
+def test_a_phase_line_tells_lost_requests_answered_late_from_ones_never_answered():
+    # A server that stalled past --timeout answers late; one that dropped never does.
+    stalled = PhaseResult(name="pin+totp", target="radiusd", answered=10, rate=5.0,
+                          lost=128, late=120)
+    dropped = PhaseResult(name="pin+totp", target="radiusd", answered=10, rate=5.0, lost=3)
+    line = bench_report.phase_line
+    assert "lost 128 (120 answered late)  bad 0" in line(1, stalled, None, None)
+    assert "lost 3  bad 0" in line(1, dropped, None, None)
 
 
 def test_vs_workers_equal_to_workers_is_refused():
