@@ -165,6 +165,18 @@ class EmergencySet:
     def is_active(self, now: datetime) -> bool:
         return self.revoked_at is None and now < self.expires_at
 
+    def with_codes(self, codes: tuple[EmergencyCode, ...]) -> EmergencySet:
+        """This set holding ``codes`` (the request path: the one candidate code).
+
+        ``dataclasses.replace`` without its look-up of every field, which with the one for
+        the Subject was a tenth of an emergency login's Python time in the database thread
+        (py-spy, session 9); tests/unit/test_model.py checks every other field is kept.
+        """
+        return EmergencySet(self.id, self.user_id, self.code_length, self.issued_at,
+                            self.expires_at, self.issued_by, self.reason, self.revoked_at,
+                            self.revoked_reason, codes, self.last_used_at,
+                            self.last_used_client, self.unused_count)
+
 
 @dataclass(frozen=True, slots=True)
 class Subject:
@@ -178,6 +190,11 @@ class Subject:
     locked_at: datetime | None
     tokens: tuple[Token, ...] = ()
     emergency: EmergencySet | None = None
+
+    def with_emergency(self, emergency: EmergencySet | None) -> Subject:
+        """This subject with ``emergency`` instead (see ``EmergencySet.with_codes``)."""
+        return Subject(self.id, self.name, self.is_disabled, self.pin_hash, self.failures,
+                       self.locked_at, self.tokens, emergency)
 
 
 # --- verdicts and the one-time effects they commit -------------------------------------

@@ -13,7 +13,7 @@ the NAS fails over (FreeRADIUS: backend timeout → do not respond).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Sequence
 
@@ -127,10 +127,10 @@ def _load_subjects(ctx: HandlerContext, batch: Sequence[Pending]) -> list[Subjec
     per_request: list[Subject | None] = []
     for item, candidate in zip(batch, candidates):
         subject = subjects.get(item.request.user_name) if item.request.user_name else None
-        if subject is not None and subject.emergency is not None:
-            code = codes.get(candidate) if candidate is not None else None
-            subject = replace(subject, emergency=replace(
-                subject.emergency, codes=(code,) if code is not None else ()))
+        code = codes.get(candidate) if candidate is not None else None
+        if subject is not None and subject.emergency is not None and code is not None:
+            # The set was loaded without codes: it holds this passcode's code, if any.
+            subject = subject.with_emergency(subject.emergency.with_codes((code,)))
         per_request.append(subject)
     return per_request
 
