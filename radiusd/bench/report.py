@@ -50,10 +50,9 @@ def phase_line(round_number: int, result: PhaseResult, versus: float | None,
              f"{versus:6.3f}×FR" if versus is not None else " " * 8]
     if versus_workers is not None:
         parts.append(f"{versus_workers[0]:5.2f}× {versus_workers[1]}w")
-    parts += [times,
-             f"lost {result.lost}" + (f" ({result.late} answered late)" if result.late else ""),
-             f"bad {result.bad}", f"wrong {result.wrong}",
-             f"gen {result.cpu * 100:3.0f}%"]
+    lost = f"lost {result.lost}" + (f" ({result.late} answered late)" if result.late else "")
+    parts += [times, lost, f"bad {result.bad}", f"wrong {result.wrong}",
+              f"gen {result.cpu * 100:3.0f}%"]
     if server_cpu is not None:
         parts.append(f"server {server_cpu * 100:3.0f}%")
     if result.cpu >= 0.9:
