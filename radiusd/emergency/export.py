@@ -134,9 +134,9 @@ def _iso(moment: datetime, name: str) -> str:
 
 @lru_cache(maxsize=4096)
 def _until(expires_at: datetime) -> str:
-    """``_iso`` of a set's expiry, for each Accept's Reply-Message: a set's hundred codes
-    share one expiry, and the formatting was 5 % of an emergency login's Python time in
-    the database thread (py-spy, session 9)."""
+    """``_iso`` of a set's expiry, for each Accept's Reply-Message: all of a set's codes
+    (up to 100) share one expiry, and the formatting was 5 % of an emergency login's
+    Python time in the database thread (py-spy, session 9)."""
     return _iso(expires_at, "expires_at")
 
 
