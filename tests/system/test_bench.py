@@ -103,6 +103,7 @@ def test_rate_vs_freeradius_is_refused_without_a_freeradius_rate_to_share(option
     assert message in result.stderr
     assert "Traceback" not in result.stderr
 
+
 def test_vs_workers_runs_each_phase_on_both_servers_in_turns_and_reports_the_ratio(tmp_path):
     # Issue 6's "--workers 2 >= 1.6x one worker", measured in one run: a second radiusd
     # with one worker on the same database runs each phase just before the two workers.
