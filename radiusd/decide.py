@@ -216,8 +216,15 @@ def emergency_candidates(context: Context) -> Iterator[Candidate]:
                         check=lambda code: _check_emergency(context, emergency, code))
 
 
-# The authenticator families a passcode is tried against, in order.
-CANDIDATE_SOURCES: tuple[CandidateSource, ...] = (token_candidates, emergency_candidates)
+# The authenticator families a passcode is tried against, in order. The emergency set
+# first: a user has one only while the token is lost or away, so an emergency passcode is
+# the likely one then, and the set's check costs one keyed hash where a token's costs a
+# PIN check and (for a PIN part of the right length) a sealed seed and a TOTP window or an
+# HOTP look-ahead. The order never changes a verdict: a passcode splits differently for
+# codes of different lengths, so only one split can carry the right PIN; for a set and a
+# token with codes of the same length, the same digits would have to be both an unused
+# code of the set and the token's code of the moment.
+CANDIDATE_SOURCES: tuple[CandidateSource, ...] = (emergency_candidates, token_candidates)
 
 # When nothing matched, the most specific reason wins; BAD_CODE when no candidate said more.
 _REASON_PRECEDENCE: tuple[RejectReason, ...] = (

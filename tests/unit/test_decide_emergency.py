@@ -190,3 +190,18 @@ def test_a_precomputed_nas_verdict_is_used_as_is():
     verdict = decide(b"4821" + CODES[0], emergency_set(),
                      origin=replace(INSIDE, nas_perimeter=outside))
     assert isinstance(verdict, Reject) and verdict.reason is RejectReason.OUTSIDE_PERIMETER
+
+
+def test_the_set_is_tried_before_the_token():
+    # An 8-digit token beside the 8-digit codes: the PIN checks out for both splits, so the
+    # token's sealed seed would be opened (here it cannot be: sealed for another owner)
+    # if the token came first. The emergency code is accepted without touching it.
+    unopenable = Token(id=1, serial="T1", kind=TokenKind.TOTP, digits=8, period=30,
+                       sealed_seed=KEYS.seal_seed(SEED, "mallory", "T1", _random),
+                       last_used=0)
+    verdict = decide(b"4821" + CODES[0], emergency_set(), tokens=[unopenable])
+    assert isinstance(verdict, Accept) and verdict.authenticator == f"emergency:{SET_ID}"
+    assert "seal_error" not in verdict.detail
+    # The token's own passcode still reaches the token once the set does not match.
+    verdict = decide(b"4821" + b"00000000", emergency_set(), tokens=[unopenable])
+    assert isinstance(verdict, Reject) and verdict.detail["seal_error"] == "T1"
