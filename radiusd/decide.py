@@ -216,15 +216,24 @@ def emergency_candidates(context: Context) -> Iterator[Candidate]:
                         check=lambda code: _check_emergency(context, emergency, code))
 
 
-# The authenticator families a passcode is tried against, in order. The emergency set
-# first: a user has one only while the token is lost or away, so an emergency passcode is
-# the likely one then, and the set's check costs one keyed hash where a token's costs a
-# PIN check and (for a PIN part of the right length) a sealed seed and a TOTP window or an
-# HOTP look-ahead. The order never changes a verdict: a passcode splits differently for
-# codes of different lengths, so only one split can carry the right PIN; for a set and a
-# token with codes of the same length, the same digits would have to be both an unused
-# code of the set and the token's code of the moment.
-CANDIDATE_SOURCES: tuple[CandidateSource, ...] = (emergency_candidates, token_candidates)
+# The authenticator families a passcode is tried against, in order: the tokens, then the
+# emergency set; while the set is active, the set first. A user has an active set only
+# while the token is lost or away, so an emergency passcode is the likely one then, and
+# the set's check costs one keyed hash where a token's costs a PIN check and (for a PIN
+# part of the right length) a sealed seed and a TOTP window or an HOTP look-ahead; an
+# ended set stays the user's latest for good, and comes second. The order never changes
+# a verdict: a passcode splits differently for codes of different lengths, so only one
+# split can carry the right PIN; for a set and a token with codes of the same length, the
+# same digits would have to be both an unused code of the set and the token's code of
+# the moment.
+TOKENS_FIRST: tuple[CandidateSource, ...] = (token_candidates, emergency_candidates)
+SET_FIRST: tuple[CandidateSource, ...] = (emergency_candidates, token_candidates)
+
+
+def candidate_sources(subject: Subject, now: datetime) -> tuple[CandidateSource, ...]:
+    """The authenticator families to try for ``subject``'s passcode, in order."""
+    emergency = subject.emergency
+    return SET_FIRST if emergency is not None and emergency.is_active(now) else TOKENS_FIRST
 
 # When nothing matched, the most specific reason wins; BAD_CODE when no candidate said more.
 _REASON_PRECEDENCE: tuple[RejectReason, ...] = (
@@ -289,7 +298,7 @@ def decide_access(request: RadiusRequest, subject: Subject | None, settings: Set
     reason_details: dict[RejectReason, Mapping[str, object]] = {}
     errors: dict[str, list[str]] = {}
     pin_results: dict[int, bool] = {}  # by PIN part length: one check per distinct split
-    for source in CANDIDATE_SOURCES:
+    for source in candidate_sources(subject, now):
         for candidate in source(context):
             tried += 1
             parts = _split(request, candidate.code_length)

@@ -10,6 +10,7 @@ from datetime import datetime, timedelta, timezone
 import netaddr
 import pytest
 
+from radiusd import decide as decide_module
 from radiusd import otp
 from radiusd.crypto import Keys
 from radiusd.decide import Origin, decide_access
@@ -192,16 +193,39 @@ def test_a_precomputed_nas_verdict_is_used_as_is():
     assert isinstance(verdict, Reject) and verdict.reason is RejectReason.OUTSIDE_PERIMETER
 
 
-def test_the_set_is_tried_before_the_token():
-    # An 8-digit token beside the 8-digit codes: the PIN checks out for both splits, so the
-    # token's sealed seed would be opened (here it cannot be: sealed for another owner)
-    # if the token came first. The emergency code is accepted without touching it.
-    unopenable = Token(id=1, serial="T1", kind=TokenKind.TOTP, digits=8, period=30,
-                       sealed_seed=KEYS.seal_seed(SEED, "mallory", "T1", _random),
-                       last_used=0)
-    verdict = decide(b"4821" + CODES[0], emergency_set(), tokens=[unopenable])
+# An 8-digit token beside the 8-digit codes: the PIN checks out for both splits, so the
+# token's sealed seed is opened when the token is tried (here it cannot be: it was sealed
+# for another owner, and the verdict's detail says "seal_error").
+UNOPENABLE = Token(id=1, serial="T1", kind=TokenKind.TOTP, digits=8, period=30,
+                   sealed_seed=KEYS.seal_seed(SEED, "mallory", "T1", _random), last_used=0)
+
+
+def test_an_active_set_is_tried_before_the_token():
+    verdict = decide(b"4821" + CODES[0], emergency_set(), tokens=[UNOPENABLE])
     assert isinstance(verdict, Accept) and verdict.authenticator == f"emergency:{SET_ID}"
     assert "seal_error" not in verdict.detail
     # The token's own passcode still reaches the token once the set does not match.
-    verdict = decide(b"4821" + b"00000000", emergency_set(), tokens=[unopenable])
+    verdict = decide(b"4821" + b"00000000", emergency_set(), tokens=[UNOPENABLE])
     assert isinstance(verdict, Reject) and verdict.detail["seal_error"] == "T1"
+
+
+@pytest.mark.parametrize("ended", [{"revoked": True}, {"expires_in": timedelta(0)}])
+def test_an_ended_set_comes_after_the_token(ended, monkeypatch):
+    # A set stays the user's latest after it ended, and the token is back in use: its
+    # passcode is accepted with one PIN check, the token's (the set's split of it, 8
+    # digits, would leave a 2-character PIN part to check first).
+    pin_parts = []
+
+    def is_pin_ok(subject, keys, pin_part):
+        pin_parts.append(pin_part)
+        return real_is_pin_ok(subject, keys, pin_part)
+
+    real_is_pin_ok = decide_module._is_pin_ok
+    monkeypatch.setattr(decide_module, "_is_pin_ok", is_pin_ok)
+    verdict = decide(_token_passcode(), emergency_set(**ended), tokens=[token()])
+    assert isinstance(verdict, Accept) and verdict.authenticator == "totp:T1"
+    assert pin_parts == [b"4821"]
+    # An old code is still checked, after the token, and told apart in the audit.
+    verdict = decide(b"4821" + CODES[1], emergency_set(**ended), tokens=[token()])
+    assert isinstance(verdict, Reject)
+    assert verdict.reason in (RejectReason.SET_REVOKED, RejectReason.SET_EXPIRED)
