@@ -235,6 +235,7 @@ def candidate_sources(subject: Subject, now: datetime) -> tuple[CandidateSource,
     emergency = subject.emergency
     return SET_FIRST if emergency is not None and emergency.is_active(now) else TOKENS_FIRST
 
+
 # When nothing matched, the most specific reason wins; BAD_CODE when no candidate said more.
 _REASON_PRECEDENCE: tuple[RejectReason, ...] = (
     RejectReason.CODE_USED, RejectReason.SET_REVOKED, RejectReason.SET_EXPIRED,
