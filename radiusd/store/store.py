@@ -119,11 +119,7 @@ class _RequestSql:
             f"WHERE id = {p} AND set_id = {p} AND used_at IS NULL AND EXISTS "
             f"(SELECT 1 FROM emergency_set WHERE id = {p} AND revoked_at IS NULL "
             f"AND expires_at > {p})")
-        # The code's use on its set's header. SQLite: a trigger of the code's UPDATE does it
-        # (revision 0006: one statement less under the one writer lock); PostgreSQL keeps
-        # the statement, so that a batch locks the sets after the users (_lock_order).
-        self.note_code_use = (None if is_sqlite else
-                              f"UPDATE emergency_set SET codes_left = codes_left - 1, "
+        self.note_code_use = (f"UPDATE emergency_set SET codes_left = codes_left - 1, "
                               f"last_used_at = {p}, last_used_client = {p} WHERE id = {p}")
         # RevokeEmergencySet: changes nothing when the set is already revoked.
         self.revoke_set = (f"UPDATE emergency_set SET revoked_at = {p}, revoked_reason = {p} "
@@ -152,8 +148,6 @@ class _RequestSql:
         self.insert_audit = (
             "INSERT INTO audit_event (at, node, action, result, actor, user_name, reason, "
             f"client, nas_address, detail) VALUES ({', '.join([p] * 10)})")
-        self._audit_values = f"({', '.join([p] * 10)})"
-        self._insert_audits: dict[int, str] = {}
         self.insert_receipt = ("INSERT INTO receipt (key, code, reply_messages, expires_at) "
                                f"VALUES ({p}, {p}, {p}, {p}) ON CONFLICT (key) DO NOTHING")
         # UTCDateTime's storage: timestamptz on PostgreSQL, naive UTC text on SQLite (the
@@ -161,16 +155,6 @@ class _RequestSql:
         self.instant = _sqlite_instant if is_sqlite else _utc_instant
         self.moment = _sqlite_moment if is_sqlite else _utc_moment
         self._in_texts: dict[tuple[str, int], str] = {}
-
-    def insert_audits(self, rows: int) -> str:
-        """``insert_audit`` for ``rows`` rows in one statement (``AUDIT_CHUNKS`` sizes)."""
-        text = self._insert_audits.get(rows)
-        if text is None:
-            text = self.insert_audit.replace(
-                f"VALUES {self._audit_values}",
-                "VALUES " + ", ".join([self._audit_values] * rows))
-            self._insert_audits[rows] = text
-        return text
 
     def in_(self, template: str, values: Sequence[Any]) -> tuple[str, list[Any]]:
         """``template`` with its "{in}" replaced by placeholders, and the values for them:
@@ -248,11 +232,6 @@ def _lock_order(commits: Sequence[Commit]) -> tuple[int, int | str]:
 # Enum construction by value is slow on the request path: a plain dict look-up instead.
 _TOKEN_KINDS = {kind.value: kind for kind in TokenKind}
 
-
-# Rows of the multi-row audit INSERTs (SQLite, ``Store._insert_audits``): any batch in at
-# most three statements of each size; 256 rows are 2,560 parameters, far below SQLite's
-# 32,766.
-AUDIT_CHUNKS = (256, 64, 16, 4, 1)
 
 # WAL pages before SQLite checkpoints inside a commit (its default: 1,000); the server's
 # own checkpoint fifty times a second keeps the log far below this.
@@ -1475,7 +1454,7 @@ class Store:
                     results[index] = self._apply_one(cursor, prepared[index][0])
             audits = [prepared[index][1] for index in order if results[index]]
             if audits:
-                self._insert_audits(cursor, audits)
+                cursor.executemany(sql.insert_audit, audits)  # pipelined: same round trip
         if sync:
             self.sync(self.sync_ticket())
         return results
@@ -1492,24 +1471,6 @@ class Store:
             StoreUnavailable: the write-ahead log could not be synced.
         """
         self._wal_sync.sync(ticket)
-
-    def _insert_audits(self, cursor: Any, rows: list[tuple]) -> None:
-        """A batch's audit rows, in order. PostgreSQL: ``executemany``, pipelined (one round
-        trip). SQLite: multi-row INSERTs of ``AUDIT_CHUNKS`` rows (a handful of texts,
-        which stay prepared): sqlite3's ``executemany`` steps each row on its own, giving
-        up the GIL to the reactor and waiting to get it back each time, all under the one
-        writer lock that ``serve --workers`` queue for.
-        """
-        sql = self._sql
-        if not self._is_sqlite:
-            cursor.executemany(sql.insert_audit, rows)
-            return
-        start = 0
-        while start < len(rows):
-            size = next(size for size in AUDIT_CHUNKS if size <= len(rows) - start)
-            cursor.execute(sql.insert_audits(size),
-                           [value for row in rows[start:start + size] for value in row])
-            start += size
 
     @staticmethod
     def _run_pipelined(cursor: Any, effects: Sequence[Sequence[Sequence[_Statement]]],
@@ -1650,12 +1611,9 @@ class Store:
                 return [(sql.reset_failures, (user_id,), False, (2, user_id))]
             case UseEmergencyCode(code_id=code_id, set_id=set_id, at=at, client=client):
                 instant = sql.instant(at)
-                use = (sql.use_code, (instant, client, *on_row, code_id, set_id, set_id,
-                                      instant), is_cas, (1, code_id))
-                if sql.note_code_use is None:  # SQLite: the trigger of revision 0006
-                    return [use]
-                return [use, (sql.note_code_use, (instant, client, set_id), False,
-                              (3, set_id))]
+                return [(sql.use_code, (instant, client, *on_row, code_id, set_id, set_id,
+                                        instant), is_cas, (1, code_id)),
+                        (sql.note_code_use, (instant, client, set_id), False, (3, set_id))]
             case RevokeEmergencySet(set_id=set_id, at=at, reason=reason):
                 return [(sql.revoke_set, (sql.instant(at), reason, set_id), False,
                          (3, set_id))]

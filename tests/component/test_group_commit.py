@@ -33,25 +33,6 @@ def receipt(n: int) -> Receipt:
                    expires_at=NOW + timedelta(seconds=60))
 
 
-def test_a_batch_of_every_audit_chunk_size_writes_every_row_in_order(store):
-    # 341 = 256 + 64 + 16 + 4 + 1 (SQLite's multi-row INSERTs, store.AUDIT_CHUNKS), with
-    # every field, and the losers of a compare-and-set (every third request) left out.
-    add_user(store, "alice")
-    token_id = token(store, "alice", "A1")
-    items = []
-    for n in range(341):
-        event = AuditEvent(at=NOW + timedelta(microseconds=n), action="auth",
-                           result="accept" if n % 3 else "reject", actor="radius",
-                           user_name=f"u{n:03d}", node=f"node-{n % 2}", reason=f"r{n}",
-                           client="vpn-1", nas_address="192.0.2.7", detail={"n": n})
-        commits = (AdvanceToken(token_id, 1),) if n % 3 == 0 else ()  # lost: last_used 1
-        items.append((commits, event, None))
-    results = store.apply_batch(items)
-    assert results == [n % 3 != 0 for n in range(341)]
-    written = [record.event for record in reversed(store.list_audit(action="auth"))]
-    assert written == [event for (_, event, _), kept in zip(items, results) if kept]
-
-
 def test_each_request_in_a_batch_keeps_its_own_compare_and_set(store):
     user_id = add_user(store, "alice")
     add_user(store, "bob")

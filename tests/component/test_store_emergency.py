@@ -398,38 +398,6 @@ def test_downgrade_to_0001_drops_the_emergency_tables_and_upgrade_restores_them(
     store.check_schema()
     assert store.get_emergency_set("alice") is None
     assert store.get_user("alice").name == "alice"
-    # A use is counted on its set again (SQLite: revision 0006's trigger is back).
-    emergency = issue(store, "alice", new_set(user_id, 2))
-    assert use(store, "alice", emergency, emergency.codes[0])
-    assert store.get_emergency_set("alice").codes_left == 4
-
-
-def test_sqlite_counts_a_code_use_on_its_set_in_the_code_update(sqlite_store):
-    """Revision 0006: on SQLite the code's own UPDATE keeps its set's header (a trigger),
-    whatever writes it, and only when the code goes from unused to used."""
-    store = sqlite_store
-    user_id = add_user(store, "alice")
-    emergency = issue(store, "alice", new_set(user_id))
-    first, second = emergency.codes[:2]
-    at = NOW + timedelta(minutes=3)
-    with store._engine.begin() as connection:
-        connection.execute(emergency_code.update().where(emergency_code.c.id == first.id)
-                           .values(used_at=at, used_client="vpn-7"))
-    stored = store.get_emergency_set("alice")
-    assert (stored.codes_left, stored.last_used_at, stored.last_used_client) == (4, at, "vpn-7")
-    # A used code's row written again (its receipt, say) is no second use.
-    with store._engine.begin() as connection:
-        connection.execute(emergency_code.update().where(emergency_code.c.id == first.id)
-                           .values(used_at=at + timedelta(seconds=1), used_client="vpn-8"))
-    assert store.get_emergency_set("alice").codes_left == 4
-    # The request path: the compare-and-set alone, no UPDATE of the set of its own.
-    statements: list[str] = []
-    store._request_connection().set_trace_callback(statements.append)
-    assert use(store, "alice", emergency, second, at=at + timedelta(minutes=1))
-    store._request_connection().set_trace_callback(None)
-    assert store.get_emergency_set("alice").codes_left == 3
-    assert any(statement.startswith("UPDATE emergency_code") for statement in statements)
-    assert not any("UPDATE emergency_set" in statement for statement in statements)
 
 
 # --- races: two servers, twenty threads, one code --------------------------------------------
