@@ -172,6 +172,9 @@ emergency_code = Table(
     Column("used_at", UTCDateTime, nullable=True),
     Column("used_client", Text, nullable=True),
     *_receipt_columns(),
+    # SQLite: zero bytes written with the unused code and cleared by the UPDATE that uses
+    # it, so that the row does not grow by its use and receipt (revision 0006).
+    Column("reserved", LargeBinary, nullable=True),
     # Its index (set_id, position) also serves lookups and the cascade by set_id alone.
     UniqueConstraint("set_id", "position"),
     CheckConstraint("position >= 1", name="position"),

@@ -15,9 +15,11 @@ from alembic import command
 from sqlalchemy import event as sqlalchemy_event
 from sqlalchemy import func, inspect, select
 
+from radiusd.emergency.export import accepted_reply
 from radiusd.errors import AlreadyExists, NotFound
-from radiusd.model import (AuditEvent, EmergencyCode, EmergencySet, RecordFailure,
-                           ResetFailures, RevokeEmergencySet, TokenKind, UseEmergencyCode)
+from radiusd.model import (AuditEvent, EmergencyCode, EmergencySet, PacketCode, Receipt,
+                           RecordFailure, ResetFailures, RevokeEmergencySet, TokenKind,
+                           UseEmergencyCode)
 from radiusd.store import Store
 from radiusd.store.store import _alembic_config
 from radiusd.store.tables import emergency_code, emergency_set
@@ -281,6 +283,37 @@ def test_use_emergency_code_succeeds_once_and_records_the_last_use(store):
     assert store.list_audit() == before
     assert store.get_emergency_set("alice") == stored
     assert store.get_user("alice").failures == 1
+
+
+def test_sqlite_uses_a_code_without_growing_its_row(sqlite_store):
+    """The room an unused code's row holds (store.CODE_ROW_ROOM) takes its use and
+    receipt: using the codes of a set rewrites their pages in place, splits none (each
+    split writes three pages to the log instead of one)."""
+    store = sqlite_store
+    user_id = add_user(store, "alice")
+    emergency = issue(store, "alice", new_set(user_id), count=100)
+
+    def pages() -> int:
+        with store._engine.connect() as connection:
+            return connection.exec_driver_sql(
+                "SELECT count(*) FROM dbstat WHERE name = 'emergency_code'").scalar_one()
+
+    before = pages()
+    assert before > 2  # rows of a set fill several pages: a split would show
+    at = NOW + timedelta(minutes=1)
+    codes = emergency.codes[:98]  # the last two add a warning to the reply
+    for start in range(0, len(codes), 10):
+        batch = codes[start:start + 10]
+        assert store.apply_batch([
+            ((UseEmergencyCode(code.id, emergency.id, at, "vpn-concentrator-1"),),
+             event("auth", "alice", at=at, result="accept", actor="radius"),
+             Receipt(key=hashlib.sha256(bytes([code.position])).digest(),
+                     code=PacketCode.ACCESS_ACCEPT, expires_at=at + timedelta(seconds=60),
+                     reply_messages=accepted_reply(100 - code.position,
+                                                   emergency.expires_at)))
+            for code in batch]) == [True] * len(batch)
+    assert store.get_emergency_set("alice").codes_left == 2
+    assert pages() == before
 
 
 def test_use_emergency_code_is_refused_once_the_set_is_revoked(store):
