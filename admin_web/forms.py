@@ -6,6 +6,9 @@ them. Domain rules (names, PINs, seeds, settings ranges) are the ones ``radiusd.
 ``radiusd.settings`` and ``radiusd.emergency.issuing`` apply, called here so that a bad
 form never reaches the database and the error lands next to its field.
 
+Submitted bytes become text only when they are UTF-8 (``submitted_text``: never a silent
+U+FFFD), and a destructive action needs its box ticked (``confirmed``).
+
 A form that fails raises ``FormInvalid``: the app's one error handler re-renders the page
 named by ``page`` with the errors and the submitted values (passwords never echoed).
 
