@@ -24,11 +24,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Awaitable, Callable, Mapping
-from urllib.parse import quote, urlencode
+from urllib.parse import quote, urlencode, urlsplit
 
 import segno
 from jinja2 import Environment, PackageLoader, select_autoescape
 from klein import Klein
+from klein.interfaces import IKleinRequest
 from markupsafe import Markup
 from twisted.logger import Logger
 from twisted.web.resource import IResource, Resource
@@ -53,6 +54,8 @@ RunDb = Callable[..., Awaitable[Any]]
 
 # Content-Security-Policy: no script at all, no inline style, no framing (issue 4).
 SECURITY_HEADERS: Mapping[bytes, bytes] = {
+    # Replaces Twisted's "TwistedWeb/<version>": no version for a scanner to match.
+    b"Server": b"radiusd",
     b"Content-Security-Policy": (b"default-src 'self'; img-src 'self' data:; "
                                  b"style-src 'self'; script-src 'none'; "
                                  b"frame-ancestors 'none'; form-action 'self'; "
@@ -75,6 +78,15 @@ SIGN_IN_URL = {ADMIN: "/sign-in", SELF_SERVICE: "/self-service/sign-in"}
 HOME_URL = {ADMIN: "/", SELF_SERVICE: "/self-service/"}
 COOKIE = {ADMIN: (b"radiusd_admin", b"/"),
           SELF_SERVICE: (b"radiusd_self_service", b"/self-service/")}
+
+# The form each endpoint re-renders when a field is not UTF-8 (a key of the app's form
+# pages), so the error lands next to that field; other endpoints answer a 400 page.
+TEXT_FORM_PAGES: Mapping[str, str] = {
+    "sign_in": "admin_sign_in", "self_service_sign_in": "self_sign_in",
+    "create_user": "users", "set_pin": "user", "set_password": "user",
+    "add_token": "user", "issue_set": "user", "save_settings": "settings",
+    "audit_page": "audit",
+}
 
 STATIC = Path(__file__).resolve().parent / "static"
 AUDIT_CSV_LIMIT = 100_000
@@ -117,6 +129,7 @@ class _GuardedKlein(Klein):
 
     def execute_endpoint(self, endpoint: str, request, *args: Any, **kwargs: Any):
         self._instance.authorize(endpoint, request)
+        self._instance.refuse_bad_text(endpoint, request, kwargs)
         return super().execute_endpoint(endpoint, request, *args, **kwargs)
 
 
@@ -182,6 +195,13 @@ def _when(moment: datetime | None) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
+def _exact_time(moment: datetime) -> Markup:
+    """``<time>`` to the second, in UTC, with its machine-readable form (audit rows)."""
+    moment = moment.astimezone(UTC)
+    return Markup('<time datetime="{}">{}</time>').format(
+        moment.strftime("%Y-%m-%dT%H:%M:%SZ"), moment.strftime("%Y-%m-%d %H:%M:%S UTC"))
+
+
 def _plain(message: str) -> str:
     """A domain message for a page: without the CLI's ``--option:`` prefix, capitalised."""
     if message.startswith("--") and ": " in message:
@@ -202,7 +222,11 @@ def csv_cell(value: object) -> str:
 
 
 def _args(request) -> dict[str, str]:
-    """The request's form and query fields, first value of each, as text."""
+    """The request's form and query fields, first value of each, as text.
+
+    A route never sees a replaced character: ``refuse_bad_text`` refuses a request with
+    invalid UTF-8 before its route runs (only ``authorize`` reads the fields earlier).
+    """
     values: dict[str, str] = {}
     for key, items in (request.args or {}).items():
         if items:
@@ -219,6 +243,15 @@ def _redirect(request, url: str) -> bytes:
     request.setResponseCode(303)  # See Other: the browser GETs the page after a POST
     request.setHeader(b"Location", url.encode("utf-8"))
     return b""
+
+
+def _local_redirect(request, url: str) -> str:
+    """The path and query of a redirect werkzeug built as an absolute URL from the Host
+    header: a redirect never names a host the client sent (issue 20, 11)."""
+    mapper = IKleinRequest(request).mapper
+    prefix = f"{mapper.url_scheme}://{mapper.get_host(None)}"
+    rest = url[len(prefix):] if url.startswith(prefix) else urlsplit(url).path
+    return "/" + rest.lstrip("/")  # never "//host": that would be another site
 
 
 def user_url(name: str, action: str = "") -> str:
@@ -264,7 +297,8 @@ class AdminWeb:
             loader=PackageLoader("admin_web", "templates"),
             autoescape=select_autoescape(default=True, default_for_string=True),
             trim_blocks=True, lstrip_blocks=True)
-        self.templates.filters.update(when=_when, duration=format_duration,
+        self.templates.filters.update(when=_when, exact_time=_exact_time,
+                                      duration=format_duration,
                                       urlname=lambda name: quote(name, safe=""))
         self.templates.globals.update(user_url=user_url, on_token_use=ON_TOKEN_USE_LABELS)
         # Pages a FormInvalid re-renders, by FormInvalid.page.
@@ -275,6 +309,7 @@ class AdminWeb:
             "user": self._user_form,
             "settings": self._settings_form,
             "audit": self._audit_form,
+            "self_home": self._self_home_form,
         }
 
     def resource(self) -> IResource:
@@ -303,6 +338,24 @@ class AdminWeb:
             # the sign-in page opened (login CSRF).
             if session is None or not session.is_csrf_valid(_args(request).get("csrf")):
                 raise Forbidden()
+
+    def refuse_bad_text(self, endpoint: str, request, route_args: Mapping[str, Any]) -> None:
+        """Refuse a request whose fields are not UTF-8 (after ``authorize``).
+
+        Raises:
+            FormInvalid: a field's value is not UTF-8 and the endpoint has a form page
+                (``TEXT_FORM_PAGES``): the error goes next to that field.
+            UsageError: any other request with invalid UTF-8 (a 400 page).
+        """
+        text = forms.submitted_text(request.args or {})
+        if text.is_text:
+            return
+        page = TEXT_FORM_PAGES.get(endpoint)
+        if page is None or text.has_bad_name:
+            raise UsageError("The address or the form holds text that is not valid UTF-8: "
+                             "nothing was done.")
+        raise forms.FormInvalid(page, {name: forms.NOT_UTF8 for name in text.bad_values},
+                                text.values, route_args.get("name"))
 
     def _session(self, request, area: str) -> Session | None:
         name, _path = COOKIE[area]
@@ -381,6 +434,8 @@ class AdminWeb:
                 try:
                     request.setResponseCode(400)
                     return await self._form_pages[error.page](request, error)
+                except NotFound as missing:  # e.g. a form about a user who is not there
+                    return self._page_of_error(request, 404, "Not found", _plain(str(missing)))
                 except Exception:
                     self.log.failure("cannot render the form page {page}",
                                      page=error.page)
@@ -397,12 +452,16 @@ class AdminWeb:
                     "The database cannot be reached right now. Try again in a minute.")
             case RequestRedirect():
                 request.setResponseCode(error.code)
-                request.setHeader(b"Location", error.new_url.encode("utf-8"))
+                request.setHeader(b"Location",
+                                  _local_redirect(request, error.new_url).encode("utf-8"))
                 return b""
             case NoRoute():
                 return self._page_of_error(request, 404, "Not found",
                                            "There is no page at this address.")
             case MethodNotAllowed():
+                if error.valid_methods:  # RFC 9110 §15.5.6: a 405 says what is allowed
+                    request.setHeader(b"Allow",
+                                      ", ".join(sorted(error.valid_methods)).encode("ascii"))
                 return self._page_of_error(request, 405, "Not allowed",
                                            "This page cannot be used that way.")
             case HTTPException():
@@ -596,15 +655,17 @@ class AdminWeb:
         session = self._signed_in(request, ADMIN)
         query = _args(request) if form is None else {}
         search = (query.get("q") or "").strip() or None
-        page = forms.page_number(query)
-        offset = (page - 1) * forms.PAGE_SIZE
+        wanted_page = forms.page_number(query)
 
         def load():
-            return (self.store.count_users(search),
-                    self.store.list_users(search, forms.PAGE_SIZE, offset),
+            total = self.store.count_users(search)
+            # Past the last page: the last page, never "Page 999 of 49".
+            page = min(wanted_page, max(1, -(-total // forms.PAGE_SIZE)))
+            return (total, page, self.store.list_users(search, forms.PAGE_SIZE,
+                                                       (page - 1) * forms.PAGE_SIZE),
                     self.store.load_settings())
 
-        total, users, settings = await self.run_db(load)
+        total, page, users, settings = await self.run_db(load)
         now = self._now()
         pages = max(1, -(-total // forms.PAGE_SIZE))
         return self._render(request, "users.html", session=session, title="Users",
@@ -681,6 +742,8 @@ class AdminWeb:
 
     @app.route("/users/<path:name>/clear-pin", methods=["POST"], endpoint="clear_pin")
     async def clear_pin(self, request, name: str):
+        forms.confirmed(_args(request), "confirm_clear_pin", "user", target=name,
+                        kept="The PIN was not cleared.")
         return await self._user_action(request, name, lambda actor, now: self.accounts.set_pin(
             name, None, actor=actor, now=now), "PIN cleared.", "pin")
 
@@ -764,7 +827,12 @@ class AdminWeb:
 
     @app.route("/users/<path:name>/delete-token", methods=["POST"], endpoint="delete_token")
     async def delete_token(self, request, name: str):
-        serial = _args(request).get("serial", "")
+        values = _args(request)
+        serial = values.get("serial", "")
+        # The error goes next to that token's box; the add-token form is not refilled.
+        forms.confirmed(values, "confirm_delete_token", "user", target=name,
+                        kept=f"Token {serial} was not deleted.",
+                        refill={"delete_serial": serial})
         return await self._user_action(request, name, lambda actor, now: self.accounts.delete_token(
             name, serial, actor=actor, now=now),
             f"Token {serial} deleted.")
@@ -820,6 +888,8 @@ class AdminWeb:
     @app.route("/users/<path:name>/revoke", methods=["POST"], endpoint="revoke_set")
     async def revoke_set(self, request, name: str):
         session = self._signed_in(request, ADMIN)
+        forms.confirmed(_args(request), "confirm_revoke", "user", target=name,
+                        kept="Emergency access is still on.")
         now = self._now()
         await self.run_db(lambda: issuing.revoke_set(
             self.store, user_name=name, actor=self._actor(session),
@@ -880,6 +950,8 @@ class AdminWeb:
             user_name=wanted.user, since=since, action=wanted.action, result=wanted.result,
             limit=forms.PAGE_SIZE + 1, offset=offset))
         has_next = len(records) > forms.PAGE_SIZE
+        if not records and wanted.page > 1:
+            raise NotFound(f"Page {wanted.page} is past the end of the audit log.")
         return self._render(
             request, "audit.html", session=session, title="Audit log", nav="audit",
             status=400 if form else 200, records=records[:forms.PAGE_SIZE],
@@ -965,6 +1037,9 @@ class AdminWeb:
 
     @app.route("/self-service/", methods=["GET"], endpoint="self_service_home")
     async def self_service_home(self, request):
+        return await self._self_home_form(request, None)
+
+    async def _self_home_form(self, request, form: forms.FormInvalid | None) -> str:
         session = self._signed_in(request, SELF_SERVICE)
         settings = await self._policy()
         name = session.principal
@@ -976,7 +1051,9 @@ class AdminWeb:
         return self._render(request, "self_home.html", area=SELF_SERVICE, session=session,
                             title="My token", user=user,
                             emergency=_set_view(emergency, self._now()), settings=settings,
-                            has_codes=self.sessions.codes(session, name) is not None)
+                            has_codes=self.sessions.codes(session, name) is not None,
+                            status=400 if form else 200,
+                            errors=form.errors if form else {})
 
     @app.route("/self-service/troubleshoot", methods=["GET"],
                endpoint="self_service_troubleshoot")
@@ -1051,6 +1128,8 @@ class AdminWeb:
         session = self._signed_in(request, SELF_SERVICE)
         now = self._now()
         await self._policy()
+        forms.confirmed(_args(request), "confirm_found", "self_home",
+                        kept="Emergency access is still on: your codes still work.")
         try:
             await self.run_db(lambda: issuing.revoke_set(
                 self.store, user_name=session.principal, actor=self._self_actor(session),

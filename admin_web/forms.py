@@ -6,6 +6,9 @@ them. Domain rules (names, PINs, seeds, settings ranges) are the ones ``radiusd.
 ``radiusd.settings`` and ``radiusd.emergency.issuing`` apply, called here so that a bad
 form never reaches the database and the error lands next to its field.
 
+Submitted bytes become text only when they are UTF-8 (``submitted_text``: never a silent
+U+FFFD), and a destructive action needs its box ticked (``confirmed``).
+
 A form that fails raises ``FormInvalid``: the app's one error handler re-renders the page
 named by ``page`` with the errors and the submitted values (passwords never echoed).
 
@@ -16,7 +19,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Mapping
+from typing import Mapping, Sequence
 
 from radiusd import settings as policy
 from radiusd.accounts import validate_user_name
@@ -29,6 +32,8 @@ from radiusd.passcode import validate_pin
 PAGE_SIZE = 25
 MIN_PASSWORD = 8  # accounts.add_user / set_password
 SECRET_FIELDS = frozenset({"password", "csrf", "seed"})
+NOT_UTF8 = "Not valid UTF-8 text: type it again."
+CONFIRM = "Tick the box to confirm."
 
 
 class FormInvalid(UsageError):
@@ -48,6 +53,64 @@ class FormInvalid(UsageError):
         self.values = {k: v for k, v in values.items() if k not in SECRET_FIELDS}
         self.target = target
         super().__init__("; ".join(f"{k}: {v}" for k, v in self.errors.items()))
+
+
+@dataclass(frozen=True, slots=True)
+class SubmittedText:
+    """The fields of a request as text, and what could not be read as text.
+
+    ``values``: ``{name: first value}`` of every field whose name and value are UTF-8.
+    ``bad_values``: names of the fields whose value is not UTF-8 (left out of ``values``).
+    ``has_bad_name``: some field's name is not UTF-8.
+    """
+
+    values: Mapping[str, str]
+    bad_values: tuple[str, ...] = ()
+    has_bad_name: bool = False
+
+    @property
+    def is_text(self) -> bool:
+        return not self.bad_values and not self.has_bad_name
+
+
+def submitted_text(fields: Mapping[bytes, Sequence[bytes]]) -> SubmittedText:
+    """Decode submitted fields strictly: invalid UTF-8 is reported, never replaced (a name
+    that arrives as U+FFFD is another name than the one typed)."""
+    values: dict[str, str] = {}
+    bad: list[str] = []
+    has_bad_name = False
+    for raw_name, items in fields.items():
+        if not items:
+            continue
+        try:
+            name = raw_name.decode("utf-8")
+        except UnicodeDecodeError:
+            has_bad_name = True
+            continue
+        try:
+            values[name] = items[0].decode("utf-8")
+        except UnicodeDecodeError:
+            bad.append(name)
+    return SubmittedText(values=values, bad_values=tuple(bad), has_bad_name=has_bad_name)
+
+
+def confirmed(values: Mapping[str, str], error_field: str, page: str, *,
+              kept: str, target: str | None = None,
+              refill: Mapping[str, str] | None = None) -> None:
+    """A destructive action goes ahead only with its box ``confirm`` ticked.
+
+    Args:
+        values: the submitted form.
+        error_field: where the page shows the error (next to that action's box).
+        page, target: the page to render again (``FormInvalid``).
+        kept: what stays as it was, for the message ("The PIN was not cleared.").
+        refill: the values to render the page with (default: ``values``).
+    Raises:
+        FormInvalid: the box was not ticked; nothing was done.
+    """
+    if values.get("confirm") != "yes":
+        raise FormInvalid(page, {error_field: f"{CONFIRM} {kept}"},
+                          values if refill is None else refill, target)
 
 
 def _text(values: Mapping[str, str], name: str) -> str:

@@ -313,7 +313,7 @@ def test_user_page_actions_change_the_user(console, admin):
     assert admin.post("/users/carol/pin", {"pin": "123"}).code == 400
     assert admin.post("/users/carol/pin", {"pin": "9876"}).code == 303
     assert console.store.get_user("carol").has_pin
-    admin.post("/users/carol/clear-pin")
+    admin.post("/users/carol/clear-pin", {"confirm": "yes"})
     assert not console.store.get_user("carol").has_pin
     admin.post("/users/carol/disable")
     assert console.store.get_user("carol").is_disabled
@@ -343,7 +343,7 @@ def test_generated_token_shows_uri_and_qr_svg_once(console, admin):
     again = admin.get("/users/dave/new-token")
     assert again.code == 303 and "secret=" not in admin.get(again.location).text
     [token] = console.store.list_tokens("dave")
-    admin.post("/users/dave/delete-token", {"serial": token.serial})
+    admin.post("/users/dave/delete-token", {"serial": token.serial, "confirm": "yes"})
     assert console.store.list_tokens("dave") == []
 
 
@@ -449,13 +449,13 @@ def test_issue_uses_the_policy_and_refuses_more_than_it_allows(console, admin, p
 def test_revoke_ends_emergency_access(console, admin):
     console.accounts.add_user("judy", pin=None, password=None, actor="cli", now=console.now())
     admin.post("/users/judy/emergency", {"count": "3"})
-    page = admin.post("/users/judy/revoke")
+    page = admin.post("/users/judy/revoke", {"confirm": "yes"})
     assert page.location == "/users/judy"
     assert "Emergency access ended" in admin.get("/users/judy").text
     emergency = console.store.get_emergency_set("judy")
     assert emergency.revoked_at is not None and emergency.revoked_reason == "revoked by an admin"
     assert admin.get("/users/judy/codes").code == 303
-    assert admin.post("/users/judy/revoke").code == 404  # nothing active any more
+    assert admin.post("/users/judy/revoke", {"confirm": "yes"}).code == 404  # nothing active
 
 
 # --- settings ----------------------------------------------------------------------------------

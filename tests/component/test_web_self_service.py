@@ -75,7 +75,7 @@ def test_the_whole_flow_troubleshoot_ok_codes_export_found(console, alice, prepa
                                                         "self-service:alice")
     assert "Emergency access on" in alice.get("/self-service/").text
     # Back with the token: emergency access ends.
-    page = alice.post("/self-service/found")
+    page = alice.post("/self-service/found", {"confirm": "yes"})
     assert page.location == "/self-service/"
     assert "Emergency access has ended" in alice.get("/self-service/").text
     emergency = console.store.get_emergency_set("alice")

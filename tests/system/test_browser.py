@@ -156,6 +156,7 @@ def test_admin_signs_in_sets_policy_creates_user_issues_exports_and_revokes(
     expect(status).to_contain_text("from localhost")  # the [[clients]] name
     assert codes[1] not in page.content()
     _shot(page, "user")
+    page.get_by_label("Yes, end emergency access for alice").check()
     page.get_by_role("button", name="Revoke emergency access").click()
     expect(page.get_by_role("status")).to_contain_text("Emergency access ended")
     assert pyrad_exchange(server.port, server.secret, "alice",
@@ -205,8 +206,37 @@ def test_user_gets_her_own_codes_through_self_service(browser, page, server, tmp
     assert reply.code == packet.AccessAccept
 
     user.get_by_role("link", name="My token").click()
+    user.get_by_label("Yes, end emergency access: my remaining codes stop working").check()
     user.get_by_role("button", name="I found my token").click()
     expect(user.get_by_role("status")).to_contain_text("Emergency access has ended")
     assert pyrad_exchange(server.port, server.secret, "carol",
                           "2468" + codes[4]).code == packet.AccessReject
     context.close()
+
+
+def test_user_page_fits_a_375_px_phone_with_its_token_table(page, server):
+    """Issue 20 (11): the token table does not push the user page wider than a phone."""
+    server.cli_ok("user", "add", "tina", "--pin", "1357")
+    for serial in ("HARDWARE-TOKEN-0001", "HARDWARE-TOKEN-0002"):
+        server.cli_ok("token", "add", "tina", "--type", "hotp", "--serial", serial,
+                      "--secret", "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ")
+    server.cli_ok("token", "add", "tina")  # a generated TOTP token
+    _sign_in_admin(page)
+    page.set_viewport_size({"width": 375, "height": 800})
+    page.goto("/users/tina")
+    table = page.locator("table.tokens")
+    assert table.locator("tbody tr").count() == 3
+    widths = page.evaluate("""() => ({
+        page: document.documentElement.scrollWidth,
+        viewport: document.documentElement.clientWidth,
+        table: document.querySelector('table.tokens').getBoundingClientRect().right,
+        card: document.querySelector('table.tokens').closest('.card')
+              .getBoundingClientRect().right})""")
+    assert widths["page"] <= widths["viewport"] <= 375, widths
+    assert widths["table"] <= widths["card"], widths
+    # Every action is still there and reachable at this width.
+    button = page.get_by_role("button", name="Delete token HARDWARE-TOKEN-0002")
+    button.scroll_into_view_if_needed()
+    box = button.bounding_box()
+    assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= 375, box
+    _shot(page, "user-375px")
