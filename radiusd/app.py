@@ -58,7 +58,7 @@ RECEIPT_PRUNE_INTERVAL = 1.0
 # commits' own fsyncs while they last (measured: once a second, one batch a second took
 # 6-14 ms instead of ~1). At 870 logins/s, p99 PIN+TOTP / PIN+emergency over two runs of
 # three rounds each: every 0.2 s 12.8 / 26.7 and 9.1 / 16.8 ms; every 0.05 s 8.0 / 12.7 and
-# 6.0 / 13.0 ms; every 0.02 s 6.1 / 11.6 and 5.4 / 11.1 ms (README, Performance). A
+# 6.0 / 13.0 ms; every 0.02 s 6.1 / 11.6 and 5.4 / 11.1 ms (docs/performance.md). A
 # checkpoint with nothing to copy is a read of the WAL index.
 CHECKPOINT_INTERVAL = 0.02
 
@@ -109,7 +109,7 @@ def database_files_open_to_others(config: Config) -> list[tuple[Path, int]]:
 
 
 def database_file_warning(path: Path, mode: int) -> str:
-    """The one line ``serve`` logs and ``init`` prints for a file of ``database_files_open_to_others``."""
+    """The line ``serve`` logs and ``init`` prints for each ``database_files_open_to_others``."""
     return (f"database file {path} has mode {mode:04o}: group or others can read or write "
             f"it (user names, audit rows, password hashes): chmod 600 {path}")
 
@@ -177,8 +177,8 @@ class BlockingThreads:
     closure that refers to itself (``callInThreadWithCallback``'s ``inContext``), so each
     DB call left a reference cycle of four objects that only the cyclic collector frees:
     at 1,600 logins/s a generation-0 collection of ~45,000 such objects every ~11 s
-    stopped the reactor for 12-50 ms (found with a ``gc.callbacks`` timer; README,
-    Performance). Here a call is a tuple on a queue and nothing refers back to itself.
+    stopped the reactor for 12-50 ms (found with a ``gc.callbacks`` timer;
+    docs/performance.md). Here a call is a tuple on a queue and nothing refers back to itself.
     """
 
     def __init__(self, reactor, size: int, name: str):
@@ -315,7 +315,7 @@ class GroupCommit:
     while the previous batch commits, and so the cost of a batch (its queries, its
     commit) is shared by more requests exactly when the server is busiest. No request
     ever waits for company: holding small batches back for 2 ms (tried) tripled the
-    median latency at half load and saved no CPU (README, Performance). ``concurrency``
+    median latency at half load and saved no CPU (docs/performance.md). ``concurrency``
     batches run at once (the DB thread-pool size: 1 on SQLite, which has one writer).
     Every request still gets its own compare-and-set, and its reply only after its batch
     committed.
