@@ -31,8 +31,8 @@ test: install-test
 test-fast: install-test
 	$(BIN)/python -m pytest -m "not system" $(PYTEST_ARGS)
 
-# Load radiusd (and FreeRADIUS) and report req/s, latency, lost and bad replies (README,
-# "Performance"). make has no long options of its own: pass them in BENCH, e.g.
+# Load radiusd (and FreeRADIUS) and report req/s, latency, lost and bad replies
+# (docs/performance.md). make has no long options of its own: pass them in BENCH, e.g.
 #   make bench BENCH="--vs-freeradius --pin"
 bench: install
 	$(BIN)/python -m radiusd.bench $(BENCH)

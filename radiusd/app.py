@@ -58,7 +58,7 @@ RECEIPT_PRUNE_INTERVAL = 1.0
 # commits' own fsyncs while they last (measured: once a second, one batch a second took
 # 6-14 ms instead of ~1). At 870 logins/s, p99 PIN+TOTP / PIN+emergency over two runs of
 # three rounds each: every 0.2 s 12.8 / 26.7 and 9.1 / 16.8 ms; every 0.05 s 8.0 / 12.7 and
-# 6.0 / 13.0 ms; every 0.02 s 6.1 / 11.6 and 5.4 / 11.1 ms (README, Performance). A
+# 6.0 / 13.0 ms; every 0.02 s 6.1 / 11.6 and 5.4 / 11.1 ms (docs/performance.md). A
 # checkpoint with nothing to copy is a read of the WAL index.
 CHECKPOINT_INTERVAL = 0.02
 
@@ -75,6 +75,45 @@ def _sqlite_file(url: str) -> Path | None:
     return Path(url[len(prefix):])
 
 
+# SQLite's own files beside the database; the unix VFS creates the -wal and -shm with the
+# database file's mode (findCreateFileMode), so a private database keeps them private.
+_SQLITE_COMPANIONS = ("", "-wal", "-shm")
+
+
+def _create_private(path: Path) -> None:
+    """Create an empty database file with mode 0600 (SQLite takes a zero-length file as an
+    empty database): it holds user names, audit rows and password hashes, and sqlite3 would
+    create it 0644 under the usual umask."""
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600))
+    except FileExistsError:
+        pass  # another process (a second `init`) created it first
+
+
+def database_files_open_to_others(config: Config) -> list[tuple[Path, int]]:
+    """The SQLite database and its -wal/-shm that group or others may read or write, with
+    their modes (``serve`` and ``init`` warn about each). Empty for PostgreSQL."""
+    path = _sqlite_file(config.database.url)
+    if path is None:
+        return []
+    found = []
+    for suffix in _SQLITE_COMPANIONS:
+        companion = Path(f"{path}{suffix}")
+        try:
+            mode = companion.stat().st_mode
+        except OSError:
+            continue
+        if mode & 0o077:
+            found.append((companion, mode & 0o777))
+    return found
+
+
+def database_file_warning(path: Path, mode: int) -> str:
+    """The line ``serve`` logs and ``init`` prints for each ``database_files_open_to_others``."""
+    return (f"database file {path} has mode {mode:04o}: group or others can read or write "
+            f"it (user names, audit rows, password hashes): chmod 600 {path}")
+
+
 def open_store(config: Config, *, create: bool = False, pool_size: int = 1) -> Store:
     """Open the configured database; with ``create`` make its folder (``init``/``serve``).
 
@@ -87,6 +126,8 @@ def open_store(config: Config, *, create: bool = False, pool_size: int = 1) -> S
     if path is not None:
         if create:
             path.parent.mkdir(parents=True, exist_ok=True)
+            if not path.exists():
+                _create_private(path)
         elif not path.exists():
             raise NotInitialised(f"database {path} does not exist: run `radiusd init`")
     store = Store.open(config.database.url, pool_size=pool_size)
@@ -136,8 +177,8 @@ class BlockingThreads:
     closure that refers to itself (``callInThreadWithCallback``'s ``inContext``), so each
     DB call left a reference cycle of four objects that only the cyclic collector frees:
     at 1,600 logins/s a generation-0 collection of ~45,000 such objects every ~11 s
-    stopped the reactor for 12-50 ms (found with a ``gc.callbacks`` timer; README,
-    Performance). Here a call is a tuple on a queue and nothing refers back to itself.
+    stopped the reactor for 12-50 ms (found with a ``gc.callbacks`` timer;
+    docs/performance.md). Here a call is a tuple on a queue and nothing refers back to itself.
     """
 
     def __init__(self, reactor, size: int, name: str):
@@ -274,7 +315,7 @@ class GroupCommit:
     while the previous batch commits, and so the cost of a batch (its queries, its
     commit) is shared by more requests exactly when the server is busiest. No request
     ever waits for company: holding small batches back for 2 ms (tried) tripled the
-    median latency at half load and saved no CPU (README, Performance). ``concurrency``
+    median latency at half load and saved no CPU (docs/performance.md). ``concurrency``
     batches run at once (the DB thread-pool size: 1 on SQLite, which has one writer).
     Every request still gets its own compare-and-set, and its reply only after its batch
     committed.
@@ -507,6 +548,11 @@ def _begin_logging(debug: bool) -> None:
     globalLogBeginner.beginLoggingTo([observer], redirectStandardIO=False)
 
 
+def _warn_database_files(config: Config) -> None:
+    for path, mode in database_files_open_to_others(config):
+        log.warn("{warning}", warning=database_file_warning(path, mode))
+
+
 def serve(config: Config, *, debug: bool = False, workers: int = 1,
           worker_index: int | None = None, ready_fd: int | None = None) -> int:
     """``radiusd serve``: init, listen, run until SIGTERM/SIGINT. Returns the exit code.
@@ -531,6 +577,8 @@ def serve(config: Config, *, debug: bool = False, workers: int = 1,
     _begin_logging(debug)
     for key, message in config.warnings:
         log.warn("config warning: {key}: {message}", key=key, message=message)
+    if worker_index is None:
+        _warn_database_files(config)
     if created:
         log.info("created key file {path}", path=str(config.keys.path))
     if config.admin_web.listen is not None and worker_index in (None, 0) \
@@ -600,6 +648,7 @@ def _supervise(config: Config, *, debug: bool, workers: int) -> int:
     created, store = initialise(config)  # migrate once, before the workers open it
     store.close()
     _begin_logging(debug)
+    _warn_database_files(config)
     if created:
         log.info("created key file {path}", path=str(config.keys.path))
     read_end, write_end = os.pipe()

@@ -204,9 +204,13 @@ class Commands:
     # --- server --------------------------------------------------------------------------
 
     def init(self, args) -> int:
-        from radiusd.app import initialise
+        from radiusd.app import database_file_warning, database_files_open_to_others, initialise
         created, store = initialise(self.config)
-        store.close()
+        try:
+            for path, mode in database_files_open_to_others(self.config):
+                print(f"{PROG}: warning: {database_file_warning(path, mode)}", file=sys.stderr)
+        finally:
+            store.close()
         self.print(f"key file: {self.config.keys.path}" + (" (created)" if created else ""))
         self.print("database: at the current schema")
         return 0

@@ -37,7 +37,7 @@ class DedupAction(Enum):
 # plain tuples of str, int, float and bytes, which the cyclic garbage collector stops
 # tracking after their first collection. The cache holds tens of thousands of them (30 s
 # of requests); as tracked objects (dataclasses) every full collection walked them all:
-# 21 ms for 65,536 entries against 7 ms as tuples, on the bench machine (README).
+# 21 ms for 65,536 entries against 7 ms as tuples, on the bench machine (docs/performance.md).
 DedupKey = tuple[str, int, int, int]
 _Entry = tuple[bytes, float, bytes | None]  # authenticator, at, reply (None: in flight)
 _AUTHENTICATOR, _AT, _REPLY = 0, 1, 2

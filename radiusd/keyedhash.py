@@ -7,7 +7,7 @@ the message itself. ``hmac.digest`` sets up both states again on every call, and
 same HMAC from precomputed states (HMAC-MD5/SHA-1/SHA-256 of 8–60 octets, measured on this
 project's machines, 2026-12-02). The hot path computes a handful per request with keys that
 do not change (a client's secret, the server's purpose keys) or per token (a seed, for the
-three steps of a TOTP window): see README, Performance.
+three steps of a TOTP window): see docs/performance.md.
 
 Pure: no I/O. Must not import: twisted, sqlalchemy, pyrad.
 """

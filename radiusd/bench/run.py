@@ -66,7 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m radiusd.bench",
         description="Load radiusd (and FreeRADIUS) with PIN+TOTP, PIN+emergency-code, "
                     "reject and Status-Server requests; report req/s, latency, lost and "
-                    "bad replies. Documented in README.md, section Performance.")
+                    "bad replies. Documented in docs/performance.md.")
     parser.add_argument("--vs-freeradius", action="store_true",
                         help="also run FreeRADIUS files-PAP load in turns, report ratios")
     parser.add_argument("--pin", action="store_true",
