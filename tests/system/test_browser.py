@@ -12,6 +12,8 @@ from __future__ import annotations
 import os
 
 import re
+import shutil
+import subprocess
 import time
 from pathlib import Path
 
@@ -210,3 +212,39 @@ def test_user_gets_her_own_codes_through_self_service(browser, page, server, tmp
     assert pyrad_exchange(server.port, server.secret, "carol",
                           "2468" + codes[4]).code == packet.AccessReject
     context.close()
+
+
+def _decode_qr(png: Path) -> str:
+    """The text of the one QR code in ``png``, as ``zbarimg`` (zbar-tools) reads it."""
+    zbarimg = shutil.which("zbarimg")
+    if zbarimg is None:
+        missing_part("zbarimg not found: install zbar-tools (apt-get install zbar-tools)")
+    result = subprocess.run([zbarimg, "--quiet", "--raw", "-Sdisable", "-Sqrcode.enable",
+                             str(png)], capture_output=True, text=True, timeout=30)
+    assert result.returncode == 0, f"zbarimg found no QR code in {png}: {result.stderr}"
+    return result.stdout.rstrip("\n")
+
+
+def test_new_software_tokens_qr_code_scans_to_its_otpauth_uri(page, server, tmp_path):
+    """Issue 20 (2): the QR code the admin page shows, as the browser renders it (wide and
+    on a 375 px phone screen), decodes to the page's otpauth:// URI."""
+    from playwright.sync_api import expect
+
+    if shutil.which("zbarimg") is None:  # before any work: the decoder is the point
+        missing_part("zbarimg not found: install zbar-tools (apt-get install zbar-tools)")
+    server.cli_ok("user", "add", "dora")
+    _sign_in_admin(page)
+    page.goto("/users/dora")
+    page.get_by_text("Add a token").click()
+    page.get_by_role("button", name="Add token").click()
+    qr = page.locator("svg.qr")
+    expect(qr).to_be_visible()
+    uri = page.locator("code.uri").inner_text()
+    assert uri.startswith("otpauth://totp/radiusd:dora?secret=")
+    for width in (VIEWPORT["width"], 375):
+        page.set_viewport_size({"width": width, "height": VIEWPORT["height"]})
+        box = qr.bounding_box()
+        assert box is not None and box["width"] >= 150 and box["width"] <= width
+        png = tmp_path / f"qr-{width}.png"
+        qr.screenshot(path=str(png))
+        assert _decode_qr(png) == uri
