@@ -124,19 +124,28 @@ class _GuardedKlein(Klein):
         return super().execute_endpoint(endpoint, request, *args, **kwargs)
 
 
+# Over HTTPS only (RFC 6797 §7.2: not over plain HTTP): browsers keep to HTTPS for this
+# host for a year. No includeSubDomains: the console's host name says nothing about the
+# other services of its domain.
+STRICT_TRANSPORT_SECURITY = b"max-age=31536000"
+
+
 class _SecurityHeaders(Resource):
     """Wraps the Klein resource: the security headers go on every response, errors and
-    unknown URLs included."""
+    unknown URLs included (and, served over TLS, ``Strict-Transport-Security``)."""
 
     isLeaf = True
 
-    def __init__(self, wrapped: IResource):
+    def __init__(self, wrapped: IResource, is_tls: bool = False):
         super().__init__()
         self._wrapped = wrapped
+        self._is_tls = is_tls
 
     def render(self, request):
         for name, value in SECURITY_HEADERS.items():
             request.setHeader(name, value)
+        if self._is_tls:
+            request.setHeader(b"Strict-Transport-Security", STRICT_TRANSPORT_SECURITY)
         return self._wrapped.render(request)
 
 
@@ -284,7 +293,8 @@ class AdminWeb:
         clock: ``seconds()`` (the reactor; tests a ``task.Clock``).
         random: randomness for session ids, CSRF tokens, codes and seeds.
         node: this server's name in audit rows.
-        is_tls: served over HTTPS: cookies get ``Secure``.
+        is_tls: served over HTTPS: cookies get ``Secure``, responses
+            ``Strict-Transport-Security``.
     """
 
     app = _GuardedKlein()
@@ -327,7 +337,7 @@ class AdminWeb:
 
     def resource(self) -> IResource:
         """The ``IResource`` to serve (the Klein resource inside the security headers)."""
-        return _SecurityHeaders(self.app.resource())
+        return _SecurityHeaders(self.app.resource(), is_tls=self.is_tls)
 
     # --- who may call what ---------------------------------------------------------------
 
