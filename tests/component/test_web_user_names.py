@@ -84,6 +84,9 @@ def test_each_name_opens_its_own_page(console, admin, name):
     targets = re.findall(r'(?:action|href)="(/users/[^"]*)"', page.text)
     assert targets and all(html.unescape(t).startswith(user_url(name) + "/")
                            for t in targets if html.unescape(t) != user_url(name)), targets
+    # The users list links to the same page.
+    listed = admin.get("/users")
+    assert f'href="{html.escape(user_url(name))}"' in listed.text
 
 
 def _form_actions(page) -> set[str]:
