@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Awaitable, Callable, Mapping
-from urllib.parse import quote, urlencode, urlsplit
+from urllib.parse import quote, unquote, urlencode, urlsplit
 
 import segno
 from jinja2 import Environment, PackageLoader, select_autoescape
@@ -35,7 +35,7 @@ from twisted.logger import Logger
 from twisted.web.resource import IResource, Resource
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 from werkzeug.exceptions import NotFound as NoRoute
-from werkzeug.routing import RequestRedirect
+from werkzeug.routing import BaseConverter, RequestRedirect, ValidationError
 
 from admin_web import forms
 from admin_web.sessions import (ADMIN, CODES_KEPT_FOR, PROVISIONING_KEPT_FOR, SELF_SERVICE,
@@ -127,25 +127,38 @@ class _GuardedKlein(Klein):
     route cannot forget it, and the order of decorators does not matter.
     """
 
+    def __init__(self) -> None:
+        super().__init__()
+        self.url_map.converters["user"] = UserNameConverter
+
     def execute_endpoint(self, endpoint: str, request, *args: Any, **kwargs: Any):
         self._instance.authorize(endpoint, request)
         self._instance.refuse_bad_text(endpoint, request, kwargs)
         return super().execute_endpoint(endpoint, request, *args, **kwargs)
 
 
+# Over HTTPS only (RFC 6797 §7.2: not over plain HTTP): browsers keep to HTTPS for this
+# host for a year. No includeSubDomains: the console's host name says nothing about the
+# other services of its domain.
+STRICT_TRANSPORT_SECURITY = b"max-age=31536000"
+
+
 class _SecurityHeaders(Resource):
     """Wraps the Klein resource: the security headers go on every response, errors and
-    unknown URLs included."""
+    unknown URLs included (and, served over TLS, ``Strict-Transport-Security``)."""
 
     isLeaf = True
 
-    def __init__(self, wrapped: IResource):
+    def __init__(self, wrapped: IResource, is_tls: bool = False):
         super().__init__()
         self._wrapped = wrapped
+        self._is_tls = is_tls
 
     def render(self, request):
         for name, value in SECURITY_HEADERS.items():
             request.setHeader(name, value)
+        if self._is_tls:
+            request.setHeader(b"Strict-Transport-Security", STRICT_TRANSPORT_SECURITY)
         return self._wrapped.render(request)
 
 
@@ -254,9 +267,53 @@ def _local_redirect(request, url: str) -> str:
     return "/" + rest.lstrip("/")  # never "//host": that would be another site
 
 
+def name_segment(name: str) -> str:
+    """``name`` as one URL path segment, whatever it holds (issue 20, 10).
+
+    Twisted percent-decodes each path segment before Klein matches a route
+    (``Request.postpath``), so a ``/`` encoded once would split the name again
+    (``a%2Fcodes`` would open the codes page of ``a``): the name is encoded twice, and
+    ``UserNameConverter`` decodes it the second time. A name of dots only gets its dots
+    encoded as well: browsers drop ``.`` and ``..`` segments (``%2E`` too) before sending.
+    """
+    once = quote(name, safe="")
+    if once in (".", ".."):
+        once = once.replace(".", "%2E")
+    return quote(once, safe="")
+
+
+def qr_svg(text: str, title: str) -> Markup:
+    """``text`` as an inline SVG QR code (``class="qr"``) that scales to any size.
+
+    A ``viewBox`` and no ``width``/``height``: the stylesheet sizes it, and the whole symbol
+    scales, its quiet zone (the 4 light modules around it, ISO/IEC 18004) included. A fixed
+    pixel size with CSS forcing another one clipped two of the three finder patterns, and no
+    reader found the code (issue 20, 2).
+    """
+    return Markup(segno.make(text, error="m").svg_inline(
+        scale=1, border=4, dark="#000", light="#fff", title=title, svgclass="qr",
+        omitsize=True))
+
+
 def user_url(name: str, action: str = "") -> str:
-    """``/users/NAME[/ACTION]`` with the name percent-encoded (it may hold ``/`` or ``?``)."""
-    return f"/users/{quote(name, safe='')}" + (f"/{action}" if action else "")
+    """``/users/NAME[/ACTION]``, the name one segment (``name_segment``). Every link and
+    form to a user's pages is built here."""
+    return f"/users/{name_segment(name)}" + (f"/{action}" if action else "")
+
+
+class UserNameConverter(BaseConverter):
+    """``<user:name>``: the one path segment ``name_segment`` made, decoded back to the
+    name. ``/users/NAME`` as written before (a name without ``/`` or ``%``) still
+    matches. A segment that is not UTF-8 once decoded matches no route (404)."""
+
+    def to_python(self, value: str) -> str:
+        try:
+            return unquote(value, errors="strict")
+        except UnicodeDecodeError:
+            raise ValidationError() from None
+
+    def to_url(self, value: str) -> str:
+        return name_segment(value)
 
 
 class AdminWeb:
@@ -269,7 +326,8 @@ class AdminWeb:
         clock: ``seconds()`` (the reactor; tests a ``task.Clock``).
         random: randomness for session ids, CSRF tokens, codes and seeds.
         node: this server's name in audit rows.
-        is_tls: served over HTTPS: cookies get ``Secure``.
+        is_tls: served over HTTPS: cookies get ``Secure``, responses
+            ``Strict-Transport-Security``.
     """
 
     app = _GuardedKlein()
@@ -298,8 +356,7 @@ class AdminWeb:
             autoescape=select_autoescape(default=True, default_for_string=True),
             trim_blocks=True, lstrip_blocks=True)
         self.templates.filters.update(when=_when, exact_time=_exact_time,
-                                      duration=format_duration,
-                                      urlname=lambda name: quote(name, safe=""))
+                                      duration=format_duration, urlname=name_segment)
         self.templates.globals.update(user_url=user_url, on_token_use=ON_TOKEN_USE_LABELS)
         # Pages a FormInvalid re-renders, by FormInvalid.page.
         self._form_pages: Mapping[str, Callable[..., Awaitable[str]]] = {
@@ -314,7 +371,7 @@ class AdminWeb:
 
     def resource(self) -> IResource:
         """The ``IResource`` to serve (the Klein resource inside the security headers)."""
-        return _SecurityHeaders(self.app.resource())
+        return _SecurityHeaders(self.app.resource(), is_tls=self.is_tls)
 
     # --- who may call what ---------------------------------------------------------------
 
@@ -693,7 +750,7 @@ class AdminWeb:
         session.notices.append(f"User {new.name} created.")
         return _redirect(request, user_url(new.name))
 
-    @app.route("/users/<path:name>", methods=["GET"], endpoint="user_page")
+    @app.route("/users/<user:name>", methods=["GET"], endpoint="user_page")
     async def user_page(self, request, name: str):
         return await self._user_form(request, None, name)
 
@@ -734,42 +791,42 @@ class AdminWeb:
         session.notices.append(notice)
         return _redirect(request, user_url(name))
 
-    @app.route("/users/<path:name>/pin", methods=["POST"], endpoint="set_pin")
+    @app.route("/users/<user:name>/pin", methods=["POST"], endpoint="set_pin")
     async def set_pin(self, request, name: str):
         pin = forms.pin(_args(request), name)
         return await self._user_action(request, name, lambda actor, now: self.accounts.set_pin(
             name, pin, actor=actor, now=now), "PIN set.", "pin")
 
-    @app.route("/users/<path:name>/clear-pin", methods=["POST"], endpoint="clear_pin")
+    @app.route("/users/<user:name>/clear-pin", methods=["POST"], endpoint="clear_pin")
     async def clear_pin(self, request, name: str):
         forms.confirmed(_args(request), "confirm_clear_pin", "user", target=name,
                         kept="The PIN was not cleared.")
         return await self._user_action(request, name, lambda actor, now: self.accounts.set_pin(
             name, None, actor=actor, now=now), "PIN cleared.", "pin")
 
-    @app.route("/users/<path:name>/unlock", methods=["POST"], endpoint="unlock_user")
+    @app.route("/users/<user:name>/unlock", methods=["POST"], endpoint="unlock_user")
     async def unlock_user(self, request, name: str):
         return await self._user_action(request, name, lambda actor, now: self.accounts.unlock(
             name, actor=actor, now=now), "User unlocked.")
 
-    @app.route("/users/<path:name>/disable", methods=["POST"], endpoint="disable_user")
+    @app.route("/users/<user:name>/disable", methods=["POST"], endpoint="disable_user")
     async def disable_user(self, request, name: str):
         return await self._user_action(request, name, lambda actor, now: self.accounts.set_disabled(
             name, True, actor=actor, now=now), "User disabled.")
 
-    @app.route("/users/<path:name>/enable", methods=["POST"], endpoint="enable_user")
+    @app.route("/users/<user:name>/enable", methods=["POST"], endpoint="enable_user")
     async def enable_user(self, request, name: str):
         return await self._user_action(request, name, lambda actor, now: self.accounts.set_disabled(
             name, False, actor=actor, now=now), "User enabled.")
 
-    @app.route("/users/<path:name>/password", methods=["POST"], endpoint="set_password")
+    @app.route("/users/<user:name>/password", methods=["POST"], endpoint="set_password")
     async def set_password(self, request, name: str):
         password = forms.password(_args(request), name)
         return await self._user_action(request, name, lambda actor, now: self.accounts.set_password(
             name, password, actor=actor, now=now),
             "Self-service password set.", "password")
 
-    @app.route("/users/<path:name>/delete", methods=["POST"], endpoint="delete_user")
+    @app.route("/users/<user:name>/delete", methods=["POST"], endpoint="delete_user")
     async def delete_user(self, request, name: str):
         session = self._signed_in(request, ADMIN)
         values = _args(request)
@@ -785,7 +842,7 @@ class AdminWeb:
 
     # --- tokens --------------------------------------------------------------------------
 
-    @app.route("/users/<path:name>/tokens", methods=["POST"], endpoint="add_token")
+    @app.route("/users/<user:name>/tokens", methods=["POST"], endpoint="add_token")
     async def add_token(self, request, name: str):
         session = self._signed_in(request, ADMIN)
         now = self._now()
@@ -810,7 +867,7 @@ class AdminWeb:
             kept_until=self.clock.seconds() + PROVISIONING_KEPT_FOR))
         return _redirect(request, user_url(name, "new-token"))
 
-    @app.route("/users/<path:name>/new-token", methods=["GET"], endpoint="new_token")
+    @app.route("/users/<user:name>/new-token", methods=["GET"], endpoint="new_token")
     def new_token(self, request, name: str):
         session = self._signed_in(request, ADMIN)
         pending = self.sessions.pop_token(session, name)
@@ -818,14 +875,12 @@ class AdminWeb:
             session.notices.append("The token's QR code is shown only once.")
             return _redirect(request, user_url(name))
         uri = pending.uri.reveal().decode("utf-8")
-        svg = segno.make(uri, error="m").svg_inline(
-            scale=5, dark="#000", light="#fff", title=f"QR code of token {pending.serial}",
-            svgclass="qr")
         return self._render(request, "new_token.html", session=session,
                             title=f"New token for {name}", nav="users", user_name=name,
-                            serial=pending.serial, uri=uri, qr=Markup(svg))
+                            serial=pending.serial, uri=uri,
+                            qr=qr_svg(uri, f"QR code of token {pending.serial}"))
 
-    @app.route("/users/<path:name>/delete-token", methods=["POST"], endpoint="delete_token")
+    @app.route("/users/<user:name>/delete-token", methods=["POST"], endpoint="delete_token")
     async def delete_token(self, request, name: str):
         values = _args(request)
         serial = values.get("serial", "")
@@ -839,7 +894,7 @@ class AdminWeb:
 
     # --- emergency access ----------------------------------------------------------------
 
-    @app.route("/users/<path:name>/emergency", methods=["POST"], endpoint="issue_set")
+    @app.route("/users/<user:name>/emergency", methods=["POST"], endpoint="issue_set")
     async def issue_set(self, request, name: str):
         session = self._signed_in(request, ADMIN)
         now = self._now()
@@ -853,7 +908,7 @@ class AdminWeb:
         self._keep_codes(session, prepared, has_pin)
         return _redirect(request, user_url(name, "codes"))
 
-    @app.route("/users/<path:name>/codes", methods=["GET"], endpoint="codes_page")
+    @app.route("/users/<user:name>/codes", methods=["GET"], endpoint="codes_page")
     def codes_page(self, request, name: str):
         session = self._signed_in(request, ADMIN)
         pending = self.sessions.codes(session, name)
@@ -865,7 +920,7 @@ class AdminWeb:
                             print_url=user_url(name, "print"),
                             done_url=user_url(name, "done"), back_url=user_url(name))
 
-    @app.route("/users/<path:name>/print", methods=["GET"], endpoint="print_codes")
+    @app.route("/users/<user:name>/print", methods=["GET"], endpoint="print_codes")
     def print_codes(self, request, name: str):
         session = self._signed_in(request, ADMIN)
         pending = self.sessions.codes(session, name)
@@ -874,18 +929,18 @@ class AdminWeb:
         return self._render(request, "print.html", session=session, pending=pending,
                             title=f"Emergency codes for {name}", back_url=user_url(name, "codes"))
 
-    @app.route("/users/<path:name>/export", methods=["POST"], endpoint="export_codes")
+    @app.route("/users/<user:name>/export", methods=["POST"], endpoint="export_codes")
     def export_codes(self, request, name: str):
         session = self._signed_in(request, ADMIN)
         return self._export(request, self.sessions.codes(session, name), user_url(name))
 
-    @app.route("/users/<path:name>/done", methods=["POST"], endpoint="forget_codes")
+    @app.route("/users/<user:name>/done", methods=["POST"], endpoint="forget_codes")
     def forget_codes(self, request, name: str):
         session = self._signed_in(request, ADMIN)
         self.sessions.drop_codes(session, name)
         return _redirect(request, user_url(name))
 
-    @app.route("/users/<path:name>/revoke", methods=["POST"], endpoint="revoke_set")
+    @app.route("/users/<user:name>/revoke", methods=["POST"], endpoint="revoke_set")
     async def revoke_set(self, request, name: str):
         session = self._signed_in(request, ADMIN)
         forms.confirmed(_args(request), "confirm_revoke", "user", target=name,

@@ -1,5 +1,5 @@
 """Listen for the web consoles: plain HTTP, or HTTPS when ``[admin_web]`` names a
-certificate and key.
+certificate and key (pyOpenSSL, Twisted's ``tls`` extra, is a dependency for this).
 
 Owns: turning ``AdminWebConfig`` into a listening port on the reactor that already runs
 RADIUS, and building the ``AdminWeb`` app with the composition root's dependencies.
@@ -32,17 +32,38 @@ def build_site(web: AdminWeb) -> Site:
 
 
 def _tls_context(config: AdminWebConfig):
-    """Raises ConfigError: the certificate or key cannot be read or do not match."""
-    from twisted.internet import ssl
+    """The consoles' TLS options: the first certificate of ``tls_cert`` with the key of
+    ``tls_key``, the certificates after it sent as its chain (intermediates), TLS 1.2 or
+    later (Twisted's default).
+
+    Raises:
+        ConfigError: pyOpenSSL is not installed, or the certificate or key cannot be
+            used (``check-config`` reports the same from ``radiusd.config``).
+    """
+    try:
+        from OpenSSL import crypto
+        from twisted.internet import ssl
+    except ImportError as exc:  # Twisted's ``tls`` extra (pyOpenSSL), a dependency
+        raise ConfigError([("admin_web.tls_cert", f"HTTPS needs pyOpenSSL, which is not "
+                                                  f"installed ({exc}): reinstall radiusd "
+                                                  f"(make install, or pip install "
+                                                  f"'twisted[tls]')")]) from None
+    from cryptography import x509
+    from cryptography.hazmat.primitives.serialization import Encoding
 
     assert config.tls_cert is not None and config.tls_key is not None
     try:
-        certificate = ssl.PrivateCertificate.loadPEM(
-            config.tls_key.read_text() + config.tls_cert.read_text())
-    except Exception as exc:  # OpenSSL and file errors alike: name the keys
+        chain = [ssl.Certificate.loadPEM(certificate.public_bytes(Encoding.PEM))
+                 for certificate in x509.load_pem_x509_certificates(
+                     config.tls_cert.read_bytes())]
+        server = ssl.PrivateCertificate.fromCertificateAndKeyPair(
+            chain[0], ssl.KeyPair.load(config.tls_key.read_bytes(), crypto.FILETYPE_PEM))
+        return ssl.CertificateOptions(privateKey=server.privateKey.original,
+                                      certificate=server.original,
+                                      extraCertChain=[c.original for c in chain[1:]])
+    except Exception as exc:  # OpenSSL, cryptography and file errors alike: name the key
         raise ConfigError([("admin_web.tls_cert", f"cannot use the certificate and key: "
                                                   f"{exc}")]) from None
-    return certificate.options()
 
 
 def start_admin_web(config: Config, reactor, *, store, keys: Keys,

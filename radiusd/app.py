@@ -606,6 +606,11 @@ def serve(config: Config, *, debug: bool = False, workers: int = 1,
                 exit_code[0] = 1
                 reactor.stop()
                 return
+            except Exception:  # never serve RADIUS alone, silently without the consoles
+                log.failure("cannot start the admin web")
+                exit_code[0] = 1
+                reactor.stop()
+                return
             if web is not None:
                 host = web.getHost()
                 scheme = "https" if config.admin_web.tls_cert else "http"

@@ -479,7 +479,7 @@ class _ExportFile:
 
 
 def _check_config(path: Path) -> int:
-    errors, warnings = check_config(path)
+    errors, warnings = check_config(path, now=datetime.now(UTC))
     for key, message in warnings:
         print(f"warning: {key}: {message}" if key else f"warning: {message}")
     for key, message in errors:
@@ -497,7 +497,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "check-config":
         return _check_config(path)
     try:
-        config = load_config(path)
+        config = load_config(path, now=datetime.now(UTC))
     except ConfigError as exc:
         for key, message in exc.problems:
             print(f"{PROG}: config error: {key}: {message}" if key

@@ -11,6 +11,10 @@ directory that contains the config file, whatever directory radiusd is started f
 Key paths name the key as the file spells it; array entries are counted from 0:
 ``clients[1].address`` is the ``address`` of the second ``[[clients]]`` entry.
 
+The TLS certificate and key of ``[admin_web]`` are loaded as HTTPS will load them (a file
+that is not PEM, an encrypted key, a key that is not the certificate's are errors; an
+expired certificate is a warning), so ``check-config`` finds what would stop ``serve``.
+
 Every problem is collected (loading never stops at the first one). Errors make
 ``load_config`` raise ``ConfigError``; warnings are kept in ``Config.warnings``. Secrets are
 wrapped in ``model.Secret`` as soon as they are read and never appear in a message.
@@ -135,11 +139,13 @@ _LISTEN_HINT = "expected IP:PORT, e.g. 127.0.0.1:1812 or [::1]:1812"
 # --- public functions ---------------------------------------------------------------------
 
 
-def load_config(path: Path) -> Config:
+def load_config(path: Path, *, now: datetime | None = None) -> Config:
     """Read and validate the config file.
 
     Args:
         path: the TOML file; a relative path is taken from the current directory.
+        now: the time the TLS certificate's validity is checked against (a warning when
+            it has expired or is not valid yet); None: not checked.
 
     Returns:
         The frozen configuration, its warnings in ``Config.warnings``.
@@ -148,23 +154,25 @@ def load_config(path: Path) -> Config:
         ConfigError: the file cannot be read, is not TOML, or has at least one error;
             ``problems`` lists every error as ``(key_path, message)``.
     """
-    config, errors, _warnings = _load(path)
+    config, errors, _warnings = _load(path, now)
     if errors or config is None:
         raise ConfigError(errors)
     return config
 
 
-def check_config(path: Path) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+def check_config(path: Path, *, now: datetime | None = None
+                 ) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
     """Validate the config file without raising (``radiusd check-config``).
 
     Args:
         path: the TOML file.
+        now: as for ``load_config``.
 
     Returns:
         ``(errors, warnings)``, each a list of ``(key_path, message)``. A file that cannot
         be read or parsed is one error whose key is the file name.
     """
-    _config, errors, warnings = _load(path)
+    _config, errors, warnings = _load(path, now)
     return errors, warnings
 
 
@@ -188,7 +196,8 @@ def default_config_path(environ: Mapping[str, str], cwd: Path) -> Path:
 # --- loading ------------------------------------------------------------------------------
 
 
-def _load(path: Path) -> tuple[Config | None, list[tuple[str, str]], list[tuple[str, str]]]:
+def _load(path: Path, now: datetime | None = None
+          ) -> tuple[Config | None, list[tuple[str, str]], list[tuple[str, str]]]:
     path = Path(os.path.abspath(path))
     try:
         with path.open("rb") as stream:
@@ -204,7 +213,7 @@ def _load(path: Path) -> tuple[Config | None, list[tuple[str, str]], list[tuple[
     except tomllib.TOMLDecodeError as exc:
         # tomllib's messages name the position and the construct, never a value.
         return None, [(str(path), f"not valid TOML: {exc}")], []
-    reader = _Reader(path.parent)
+    reader = _Reader(path.parent, now)
     config = reader.read(path, document)
     return config, reader.errors, reader.warnings
 
@@ -212,8 +221,9 @@ def _load(path: Path) -> tuple[Config | None, list[tuple[str, str]], list[tuple[
 class _Reader:
     """Walks one parsed document, building values and collecting problems."""
 
-    def __init__(self, base_dir: Path):
+    def __init__(self, base_dir: Path, now: datetime | None = None):
         self.base_dir = base_dir
+        self.now = now
         self.errors: list[tuple[str, str]] = []
         self.warnings: list[tuple[str, str]] = []
 
@@ -551,6 +561,14 @@ class _Reader:
         if not is_ok:
             return None
         assert cert is not False and key is not False
+        if cert is not None and key is not None:
+            problems, warnings = tls_pair_problems(cert, key, self.now)
+            for problem in problems:
+                self.error(*problem)
+            for warning in warnings:
+                self.warn(*warning)
+            if problems:
+                return None
         return AdminWebConfig(listen=listen, tls_cert=cert, tls_key=key)
 
     def tls_file(self, table: dict[str, Any], name: str) -> Path | None | bool:
@@ -568,6 +586,78 @@ class _Reader:
             self.error(key, f"file not readable: {path}")
             return False
         return path
+
+
+# --- the TLS certificate and key -----------------------------------------------------------
+
+_CERT, _KEY = "admin_web.tls_cert", "admin_web.tls_key"
+_TLS_HINT = "the certificate, then any intermediate certificates, as PEM"
+
+
+def tls_pair_problems(cert_path: Path, key_path: Path, now: datetime | None
+                      ) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+    """Load the consoles' certificate and key as HTTPS will, and say what stops them.
+
+    Args:
+        cert_path: PEM: the server certificate first, then its intermediates (if any).
+        key_path: the PEM private key of the first certificate, without a passphrase.
+        now: the time validity is checked against; None: not checked.
+
+    Returns:
+        ``(errors, warnings)`` as ``(key_path, message)``: errors for a file that cannot
+        be read or is not PEM, an encrypted key, a key that does not match the
+        certificate, pyOpenSSL missing (HTTPS cannot start without it); warnings for a
+        certificate that has expired or is not valid yet (browsers refuse it, but a
+        console on a wrong clock should still start). No message holds key material.
+    """
+    from cryptography import x509
+    from cryptography.exceptions import UnsupportedAlgorithm
+    from cryptography.hazmat.primitives import serialization
+
+    errors: list[tuple[str, str]] = []
+    warnings: list[tuple[str, str]] = []
+    certificates = key = None
+    try:
+        certificates = x509.load_pem_x509_certificates(cert_path.read_bytes())
+    except OSError as exc:
+        errors.append((_CERT, f"cannot read {cert_path}: {exc.strerror or exc}"))
+    except ValueError:
+        errors.append((_CERT, f"{cert_path} holds no PEM certificate; expected {_TLS_HINT}"))
+    try:
+        key = serialization.load_pem_private_key(key_path.read_bytes(), password=None)
+    except OSError as exc:
+        errors.append((_KEY, f"cannot read {key_path}: {exc.strerror or exc}"))
+    except TypeError:  # cryptography: "Password was not given but private key is encrypted"
+        errors.append((_KEY, f"{key_path} is encrypted: radiusd needs the key without a "
+                             f"passphrase (e.g. openssl pkey -in KEY -out KEY.new)"))
+    except (ValueError, UnsupportedAlgorithm):
+        errors.append((_KEY, f"{key_path} holds no PEM private key"))
+    if certificates and key is not None:
+        def spki(public_key) -> bytes:
+            return public_key.public_bytes(serialization.Encoding.DER,
+                                           serialization.PublicFormat.SubjectPublicKeyInfo)
+
+        mine = spki(key.public_key())
+        if spki(certificates[0].public_key()) != mine:
+            later = any(spki(c.public_key()) == mine for c in certificates[1:])
+            errors.append((_KEY, f"{key_path} is not the key of the certificate in "
+                                 f"{cert_path}" + ("; that certificate must come first "
+                                                   "in the file" if later else "")))
+    if certificates and now is not None:
+        leaf = certificates[0]
+        if leaf.not_valid_after_utc <= now:
+            warnings.append((_CERT, f"the certificate expired on "
+                                    f"{leaf.not_valid_after_utc:%Y-%m-%d %H:%M} UTC: "
+                                    f"browsers will refuse the consoles until it is renewed"))
+        elif leaf.not_valid_before_utc > now:
+            warnings.append((_CERT, f"the certificate is not valid before "
+                                    f"{leaf.not_valid_before_utc:%Y-%m-%d %H:%M} UTC"))
+    try:  # what HTTPS runs on (Twisted's ``tls`` extra): serve needs it, so say so here
+        import OpenSSL  # noqa: F401
+    except ImportError:
+        errors.append((_CERT, "HTTPS needs pyOpenSSL, which is not installed: reinstall "
+                              "radiusd (make install, or pip install 'twisted[tls]')"))
+    return errors, warnings
 
 
 # --- value parsers ------------------------------------------------------------------------

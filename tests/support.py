@@ -143,6 +143,44 @@ listen = {web}
     return config
 
 
+def write_tls_pair(directory: Path, *, not_before: datetime | None = None,
+                   not_after: datetime | None = None, prefix: str = "") -> tuple[Path, Path]:
+    """A self-signed certificate for ``localhost`` and 127.0.0.1 and its key, as PEM files
+    ``cert.pem`` / ``key.pem`` (with ``prefix``) in ``directory``; valid for a day unless
+    told. The certificate is its own CA: a client trusts it with ``cafile=cert.pem``."""
+    import ipaddress
+    from datetime import timedelta
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = datetime.now(UTC)
+    not_before = not_before or now - timedelta(minutes=5)
+    not_after = not_after or now + timedelta(days=1)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(not_before).not_valid_after(not_after)
+            .add_extension(x509.SubjectAlternativeName(
+                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+                critical=False)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()),
+                           critical=False)
+            .sign(key, hashes.SHA256()))
+    directory.mkdir(parents=True, exist_ok=True)
+    cert_path, key_path = directory / f"{prefix}cert.pem", directory / f"{prefix}key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                           serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    key_path.chmod(0o600)
+    return cert_path, key_path
+
+
 def totp_now(seed: bytes, digits: int = 6, period: int = 30) -> str:
     from radiusd.otp import hotp, totp_step
     return hotp(seed, totp_step(datetime.now(UTC), period), digits)

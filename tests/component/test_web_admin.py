@@ -17,6 +17,7 @@ from twisted.logger import LogLevel, capturedLogs
 
 from admin_web import app as web_app
 from admin_web.app import PUBLIC_ENDPOINTS, SECURITY_HEADERS, AdminWeb, csv_cell
+from admin_web.app import user_url
 from admin_web.testing import make_console
 from radiusd.emergency import issuing
 from radiusd.errors import StoreUnavailable
@@ -257,7 +258,7 @@ def test_database_down_is_a_503_page(store):
 def test_user_named_script_renders_escaped(console, admin):
     name = "<script>alert(1)</script>"
     console.accounts.add_user(name, pin=None, password=None, actor="cli", now=console.now())
-    for page in (admin.get("/users"), admin.get("/users/" + quote(name, safe="")),
+    for page in (admin.get("/users"), admin.get(user_url(name)),
                  admin.get("/audit")):
         assert page.code == 200
         assert "<script>alert(1)</script>" not in page.text
@@ -267,9 +268,9 @@ def test_user_named_script_renders_escaped(console, admin):
 def test_names_with_slashes_and_question_marks_reach_their_page(console, admin):
     name = "dom/ann?x=1"
     console.accounts.add_user(name, pin=None, password=None, actor="cli", now=console.now())
-    page = admin.get("/users/" + quote(name, safe=""))
+    page = admin.get(user_url(name))
     assert page.code == 200 and "<h1>dom/ann?x=1</h1>" in page.text
-    assert admin.post(f"/users/{quote(name, safe='')}/disable").code == 303
+    assert admin.post(user_url(name, "disable")).code == 303
     assert console.store.get_user(name).is_disabled
 
 

@@ -12,6 +12,8 @@ from __future__ import annotations
 import os
 
 import re
+import shutil
+import subprocess
 import time
 from pathlib import Path
 
@@ -240,3 +242,60 @@ def test_user_page_fits_a_375_px_phone_with_its_token_table(page, server):
     box = button.bounding_box()
     assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= 375, box
     _shot(page, "user-375px")
+
+
+def _zbarimg() -> str:
+    """The QR decoder of Debian's zbar-tools (skips, or fails in CI, without it)."""
+    zbarimg = shutil.which("zbarimg")
+    if zbarimg is None:
+        missing_part("zbarimg not found: install zbar-tools (apt-get install zbar-tools)")
+    return zbarimg
+
+
+def _decode_qr(zbarimg: str, png: Path) -> str:
+    """The text of the one QR code in ``png``, as ``zbarimg`` reads it."""
+    result = subprocess.run([zbarimg, "--quiet", "--raw", "-Sdisable", "-Sqrcode.enable",
+                             str(png)], capture_output=True, text=True, timeout=30)
+    assert result.returncode == 0, f"zbarimg found no QR code in {png}: {result.stderr}"
+    return result.stdout.rstrip("\n")
+
+
+def test_new_software_tokens_qr_code_scans_to_its_otpauth_uri(page, server, tmp_path):
+    """Issue 20 (2): the QR code the admin page shows, as the browser renders it (wide and
+    on a 375 px phone screen), decodes to the page's otpauth:// URI."""
+    from playwright.sync_api import expect
+
+    zbarimg = _zbarimg()  # before any work: decoding is the point of this test
+    server.cli_ok("user", "add", "dora")
+    _sign_in_admin(page)
+    page.goto("/users/dora")
+    page.get_by_text("Add a token").click()
+    page.get_by_role("button", name="Add token").click()
+    qr = page.locator("svg.qr")
+    expect(qr).to_be_visible()
+    uri = page.locator("code.uri").inner_text()
+    assert uri.startswith("otpauth://totp/radiusd:dora?secret=")
+    for width in (VIEWPORT["width"], 375):
+        page.set_viewport_size({"width": width, "height": VIEWPORT["height"]})
+        box = qr.bounding_box()
+        assert box is not None and box["width"] >= 150 and box["width"] <= width
+        png = tmp_path / f"qr-{width}.png"
+        qr.screenshot(path=str(png))
+        assert _decode_qr(zbarimg, png) == uri
+
+
+def test_names_that_look_like_routes_open_their_own_page_in_the_browser(page, server):
+    """Issue 20 (10): in Chromium, which normalises URLs (``..`` segments) before sending,
+    the users list opens the page of ``eve/codes``, ``..`` and ``%41``, not another route."""
+    from playwright.sync_api import expect
+
+    for name in ("eve/codes", "..", "%41"):
+        server.cli_ok("user", "add", name)
+    _sign_in_admin(page)
+    for name in ("eve/codes", "..", "%41"):
+        page.goto("/users")
+        page.get_by_role("link", name=name, exact=True).click()
+        expect(page.get_by_role("heading", level=1)).to_have_text(name)
+        page.get_by_role("button", name="Disable").click()
+        expect(page.get_by_role("status")).to_have_text("User disabled.")
+        assert "disabled" in server.cli_ok("user", "show", name)

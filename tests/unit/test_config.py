@@ -12,6 +12,7 @@ from radiusd.config import (ListenAddress, check_config, default_config_path,
                             load_config, parse_listen_address)
 from radiusd.errors import ConfigError
 from radiusd.model import Secret
+from support import write_tls_pair
 
 REPO = Path(__file__).resolve().parents[2]
 GOOD_SECRET = "s3cret-long-enough-for-rfc2865"
@@ -92,9 +93,7 @@ def test_an_empty_file_loads_with_a_no_clients_warning(tmp_path):
 
 
 def test_a_full_config_is_read_into_values(tmp_path):
-    (tmp_path / "tls").mkdir()
-    (tmp_path / "tls" / "cert.pem").write_text("cert")
-    (tmp_path / "tls" / "key.pem").write_text("key")
+    write_tls_pair(tmp_path / "tls")
     config = load_config(write(tmp_path, f"""
 [radius]
 listen = ["0.0.0.0:1812", "[::1]:11812"]
