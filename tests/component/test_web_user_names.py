@@ -112,7 +112,8 @@ def test_each_action_of_the_page_reaches_its_own_user(console, admin, name):
         == [name]
     page = admin.get(user_url(name))
     assert user_url(name, "clear-pin") in _form_actions(page)
-    assert admin.post(user_url(name, "clear-pin")).location == user_url(name)
+    assert admin.post(user_url(name, "clear-pin"),
+                      {"confirm": "yes"}).location == user_url(name)
     assert not store.get_user(name).has_pin
 
     # A software token: its QR page, then delete it.
@@ -125,7 +126,7 @@ def test_each_action_of_the_page_reaches_its_own_user(console, admin, name):
     page = admin.get(user_url(name))
     assert user_url(name, "delete-token") in _form_actions(page)
     assert admin.post(user_url(name, "delete-token"),
-                      {"serial": token.serial}).location == user_url(name)
+                      {"serial": token.serial, "confirm": "yes"}).location == user_url(name)
     assert store.list_tokens(name) == []
 
     # Emergency codes: issue, show, print, export, revoke.
@@ -141,7 +142,8 @@ def test_each_action_of_the_page_reaches_its_own_user(console, admin, name):
     assert store.get_emergency_set(name) is not None
     page = admin.get(user_url(name))
     assert user_url(name, "revoke") in _form_actions(page)
-    assert admin.post(user_url(name, "revoke")).location == user_url(name)
+    assert admin.post(user_url(name, "revoke"),
+                      {"confirm": "yes"}).location == user_url(name)
     assert store.get_emergency_set(name).revoked_at is not None
 
     assert admin.post(user_url(name, "disable")).location == user_url(name)
