@@ -190,6 +190,10 @@ class Accounts:
     def settings(self) -> policy.Settings:
         return self.store.load_settings()
 
+    def settings_problems(self) -> dict[str, str]:
+        """Stored settings not used (out of bounds: the default applies): ``{key: line}``."""
+        return policy.stored_problems(self.store.load_setting_rows())
+
     def set_setting(self, key: str, value: str, *, actor: str, now: datetime) -> str:
         """Validate and store one policy value; returns its canonical text.
 

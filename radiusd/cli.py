@@ -345,10 +345,15 @@ class Commands:
         accounts, now = self.accounts, _now()
         match args.action:
             case "issue":
-                prepared = issuing.prepare_set(
-                    accounts.store, accounts.keys, accounts.random, accounts.settings(),
-                    user_name=args.name, count=args.count, lifetime=args.lifetime,
-                    issued_by="cli", reason=args.reason, now=now)
+                _warn_stored_settings(accounts)
+                try:
+                    prepared = issuing.prepare_set(
+                        accounts.store, accounts.keys, accounts.random, accounts.settings(),
+                        user_name=args.name, count=args.count, lifetime=args.lifetime,
+                        issued_by="cli", reason=args.reason, now=now)
+                except issuing.OutOfRange as exc:  # the shared code names no flag: we do
+                    flag = {"count": "--count", "lifetime": "--lifetime"}.get(exc.field)
+                    raise UsageError(exc.message_for(flag) if flag else str(exc)) from None
                 if args.output == "-":
                     issuing.commit_set(accounts.store, prepared, actor="cli",
                                        destination="stdout", node=accounts.node, now=now)
@@ -398,6 +403,7 @@ class Commands:
 
     def settings(self, args) -> int:
         if args.action == "show":
+            _warn_stored_settings(self.accounts)
             for key, value in self.accounts.settings().as_text().items():
                 self.print(f"{key} = {value}")
         else:
@@ -485,6 +491,12 @@ def _check_config(path: Path) -> int:
         return 1
     print(f"{path}: OK" + (f" ({len(warnings)} warning(s))" if warnings else ""))
     return 0
+
+
+def _warn_stored_settings(accounts) -> None:
+    """A stored setting that is not used (out of bounds: its default applies), on stderr."""
+    for problem in accounts.settings_problems().values():
+        print(f"{PROG}: warning: {problem}", file=sys.stderr)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
