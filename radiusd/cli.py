@@ -121,9 +121,9 @@ def build_parser() -> argparse.ArgumentParser:
                                                "and write its .txt export")
     issue.add_argument("name")
     issue.add_argument("--count", type=_positive_int, default=None,
-                       help="codes in the set (default: emergency.codes_per_set)")
+                       help="codes in the set, 1–100 (default: emergency.codes_per_set)")
     issue.add_argument("--lifetime", type=_duration, default=None,
-                       help="e.g. 72h, 7d (default: emergency.lifetime)")
+                       help="1m–90d, e.g. 72h, 7d (default: emergency.lifetime)")
     issue.add_argument("--output", default="-",
                        help="the .txt export; '-' or absent: standard output")
     issue.add_argument("--reason", default="", help="why (recorded in the audit trail)")

@@ -304,7 +304,9 @@ def decide_access(request: RadiusRequest, subject: Subject | None, settings: Set
     Rules, in order: CHAP and a missing User-Password are refused; unknown, disabled and
     locked users are refused without counting a failure; then the passcode is split by each
     candidate's code length, its PIN part checked (or required empty for a user without
-    PIN) and its code matched. The first match accepts; otherwise the failure is counted.
+    PIN) and its code matched. The first match accepts; otherwise the failure is counted,
+    unless the code matched and was refused for the perimeter or an ended set
+    (``NOT_A_GUESS``: audited, not counted).
 
     Args:
         request: the decoded Access-Request.
@@ -315,7 +317,8 @@ def decide_access(request: RadiusRequest, subject: Subject | None, settings: Set
         origin: the client and the perimeter rules (emergency codes).
     Returns:
         ``Accept`` with the commits to apply (advance the token; reset failures), or
-        ``Reject`` with the audit reason and the commits to apply (count the failure). The
+        ``Reject`` with the audit reason and the commits to apply (count the failure, but
+        for ``NOT_A_GUESS``, whose detail says ``counted: False``). The
         detail never holds the passcode, PIN, code or seed.
     Raises:
         Nothing by design; any exception is a bug, turned into a Reject by the handler.

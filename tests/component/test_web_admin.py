@@ -416,6 +416,19 @@ def test_issued_set_downloads_byte_identical_export_and_codes_never_stored(
     assert not any(code in admin.get("/users/frank").text for code in codes)
 
 
+def test_admin_export_row_is_written_by_the_download_not_by_the_issue(console, admin):
+    """Issue 20 (12): issuing wrote `emergency.export destination=download` before any
+    download happened."""
+    console.accounts.add_user("fay", pin=None, password=None, actor="cli", now=console.now())
+    admin.post("/users/fay/emergency", {})
+    assert _audit(console, action="emergency.export") == []
+    admin.post("/users/fay/export")
+    [row] = _audit(console, action="emergency.export")
+    issue = _audit(console, action="emergency.issue")[0]
+    assert (row.actor, row.user_name, row.detail) == (
+        "admin:root", "fay", {"set": issue.detail["set"], "destination": "download"})
+
+
 def test_done_forgets_the_codes_at_once(console, admin):
     console.accounts.add_user("gina", pin=None, password=None, actor="cli", now=console.now())
     admin.post("/users/gina/emergency", {})
