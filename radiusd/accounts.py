@@ -204,6 +204,8 @@ class Accounts:
             text = policy.normalise_setting(key, value)
         except KeyError as exc:
             raise UsageError(exc.args[0]) from None
+        except policy.OutOfBounds as exc:  # names the key itself
+            raise UsageError(str(exc)) from None
         except ValueError as exc:
             raise UsageError(f"{key}: {exc}") from None
         self.store.set_setting(key, text, self._event(now, "settings.set", actor, None,

@@ -110,7 +110,9 @@ def test_settings_set_refuses_a_value_out_of_bounds(ready, key, value, words):
     """Issue 20 (1): `settings set emergency.lifetime 1000d` was accepted and bricked every
     issue path afterwards."""
     before = run_cli(ready, "settings", "show").stdout
-    _one_line_error(run_cli(ready, "settings", "set", key, value), words)
+    refused = run_cli(ready, "settings", "set", key, value)
+    _one_line_error(refused, words)
+    assert refused.stderr.count(key) == 1
     assert run_cli(ready, "settings", "show").stdout == before
 
 
