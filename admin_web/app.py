@@ -873,7 +873,8 @@ class AdminWeb:
 
         def save() -> int:
             # Every field is checked before the first is saved: nothing half-saved.
-            changes = forms.settings_changes(values, self.store.load_settings())
+            changes = forms.settings_changes(values, self.store.load_settings(),
+                                             rewrite=self.accounts.settings_problems())
             for key, text in changes.items():
                 self.accounts.set_setting(key, text, actor=self._actor(session),
                                           now=now)

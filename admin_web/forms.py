@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Mapping
+from typing import Collection, Mapping
 
 from radiusd import settings as policy
 from radiusd.accounts import validate_user_name
@@ -248,8 +248,11 @@ SETTINGS_FIELDS: Mapping[str, str] = {
 CHECKBOXES = frozenset({"self_service_enabled", "allow_user_request"})
 
 
-def settings_changes(values: Mapping[str, str], current: policy.Settings) -> dict[str, str]:
-    """Every setting checked first; returns ``{key: canonical text}`` of those that change.
+def settings_changes(values: Mapping[str, str], current: policy.Settings,
+                     rewrite: Collection[str] = ()) -> dict[str, str]:
+    """Every setting checked first; returns ``{key: canonical text}`` of those that change,
+    and of the keys in ``rewrite`` (stored out of bounds: read as the default, which the
+    form shows, so saving it unchanged must still replace the stored row).
 
     Raises:
         FormInvalid: on page ``settings``, with every bad field (nothing is saved then).
@@ -273,7 +276,7 @@ def settings_changes(values: Mapping[str, str], current: policy.Settings) -> dic
         except ValueError as exc:
             problems[name] = _capitalised(str(exc))
             continue
-        if text != now[key]:
+        if text != now[key] or key in rewrite:
             changes[key] = text
     if problems:
         raise FormInvalid("settings", problems, values)

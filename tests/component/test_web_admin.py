@@ -542,6 +542,10 @@ def test_settings_form_shows_a_stored_value_out_of_bounds_and_the_default_in_use
     assert page.code == 200
     assert re.search(r'id="f-lifetime-error">[^<]*1000d[^<]*the default 72h', page.text)
     assert 'name="lifetime" type="text" value="72h"' in page.text
+    # Saving the form as shown replaces the stored row: the warning is gone.
+    assert admin.post("/settings", GOOD_SETTINGS).location == "/settings"
+    assert console.store.load_setting_rows() == {"emergency.lifetime": "72h"}
+    assert "1000d" not in admin.get("/settings").text
 
 
 def _event(console):
