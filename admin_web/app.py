@@ -634,6 +634,17 @@ class AdminWeb:
                           f"filename*=UTF-8''{quote(filename, safe='')}".encode("ascii"))
         return pending.export_text.encode("utf-8")
 
+    async def _download(self, request, pending: PendingCodes | None, back: str,
+                        actor: str) -> bytes:
+        """``_export``, with its ``emergency.export destination=download`` audit row
+        written now that the file is actually downloaded (issue 20, 12)."""
+        if pending is not None:
+            now = self._now()
+            await self.run_db(lambda: issuing.record_export(
+                self.store, user_name=pending.user_name, set_id=pending.set_id, actor=actor,
+                destination="download", node=self.node, now=now))
+        return self._export(request, pending, back)
+
     def _keep_codes(self, session: Session, prepared: issuing.PreparedSet,
                     has_pin: bool) -> None:
         self.sessions.keep_codes(session, PendingCodes(
@@ -650,7 +661,8 @@ class AdminWeb:
         prepared = issuing.prepare_set(self.store, self.keys, self.random, settings,
                                        user_name=user_name, count=count, lifetime=lifetime,
                                        issued_by=actor, reason=reason, now=now)
-        issuing.commit_set(self.store, prepared, actor=actor, destination="download",
+        # No export row yet: it is written when the file is downloaded (_download).
+        issuing.commit_set(self.store, prepared, actor=actor, destination=None,
                            node=self.node, now=now)
         return prepared, self.store.get_user(user_name).has_pin
 
@@ -930,9 +942,10 @@ class AdminWeb:
                             title=f"Emergency codes for {name}", back_url=user_url(name, "codes"))
 
     @app.route("/users/<user:name>/export", methods=["POST"], endpoint="export_codes")
-    def export_codes(self, request, name: str):
+    async def export_codes(self, request, name: str):
         session = self._signed_in(request, ADMIN)
-        return self._export(request, self.sessions.codes(session, name), user_url(name))
+        return await self._download(request, self.sessions.codes(session, name),
+                                    user_url(name), self._actor(session))
 
     @app.route("/users/<user:name>/done", methods=["POST"], endpoint="forget_codes")
     def forget_codes(self, request, name: str):
@@ -961,15 +974,21 @@ class AdminWeb:
 
     async def _settings_form(self, request, form: forms.FormInvalid | None) -> str:
         session = self._signed_in(request, ADMIN)
-        settings = await self.run_db(self.store.load_settings)
+        settings, stored = await self.run_db(
+            lambda: (self.store.load_settings(), self.accounts.settings_problems()))
         current = {name: settings.as_text()[key] for name, key in forms.SETTINGS_FIELDS.items()}
+        # A stored value out of bounds reads as its default: say so next to its field.
+        stored_problems = {name: forms.stored_problem(stored[key])
+                           for name, key in forms.SETTINGS_FIELDS.items() if key in stored}
         if form is not None:
             current.update({name: form.values.get(name, "")
                             for name in forms.SETTINGS_FIELDS})
+            stored_problems = {}
         return self._render(request, "settings.html", session=session,
                             title="Self-Service Settings", nav="settings",
                             status=400 if form else 200, current=current,
-                            errors=form.errors if form else {})
+                            errors=form.errors if form else stored_problems,
+                            stored_problems=stored_problems)
 
     @app.route("/settings", methods=["POST"], endpoint="save_settings")
     async def save_settings(self, request):
@@ -979,7 +998,8 @@ class AdminWeb:
 
         def save() -> int:
             # Every field is checked before the first is saved: nothing half-saved.
-            changes = forms.settings_changes(values, self.store.load_settings())
+            changes = forms.settings_changes(values, self.store.load_settings(),
+                                             rewrite=self.accounts.settings_problems())
             for key, text in changes.items():
                 self.accounts.set_setting(key, text, actor=self._actor(session),
                                           now=now)
@@ -1169,8 +1189,8 @@ class AdminWeb:
     async def self_service_export(self, request):
         session = self._signed_in(request, SELF_SERVICE)
         await self._policy()
-        return self._export(request, self.sessions.codes(session, session.principal),
-                            HOME_URL[SELF_SERVICE])
+        return await self._download(request, self.sessions.codes(session, session.principal),
+                                    HOME_URL[SELF_SERVICE], self._self_actor(session))
 
     @app.route("/self-service/done", methods=["POST"], endpoint="self_service_done")
     def self_service_done(self, request):

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Mapping, Sequence
+from typing import Collection, Mapping, Sequence
 
 from radiusd import settings as policy
 from radiusd.accounts import validate_user_name
@@ -255,28 +255,44 @@ class IssueRequest:
 
 def issue_request(values: Mapping[str, str], settings: policy.Settings,
                   user_name: str) -> IssueRequest:
-    """Count (1–100, default the policy's) and lifetime (at most the policy's).
+    """Count and lifetime: the policy's when left empty; otherwise any value within the
+    hard bounds (1–100 codes, 1m–90d), the policy being the default, not a cap: the rule
+    of ``issuing.check_request``, the same as the CLI's ``--count``/``--lifetime``.
 
     Raises:
-        FormInvalid: on page ``user``.
+        FormInvalid: on page ``user``, each bad field with its message.
     """
     problems: dict[str, str] = {}
     count_text = _text(values, "count")
-    count = settings.codes_per_set if not count_text else _check(
-        problems, "count", _whole_number, count_text, issuing.MIN_COUNT, issuing.MAX_COUNT,
-        "The number of codes")
+    count = None
+    if count_text:
+        try:
+            count = int(count_text)
+        except ValueError:
+            problems["count"] = "The number of codes must be a whole number."
+        else:
+            _check_issue(problems, "count", "The number of codes", settings, count, None)
     lifetime_text = _text(values, "lifetime")
-    lifetime = settings.lifetime
+    lifetime = None
     if lifetime_text:
         lifetime = _check(problems, "lifetime", parse_duration, lifetime_text)
-        if lifetime is not None and lifetime > settings.lifetime:
-            problems["lifetime"] = (f"At most {format_duration(settings.lifetime)} "
-                                    "(the Emergency Access Tokencode Lifetime).")
-        elif lifetime is not None and lifetime < issuing.MIN_LIFETIME:
-            problems["lifetime"] = f"At least {format_duration(issuing.MIN_LIFETIME)}."
+        if lifetime is not None:
+            _check_issue(problems, "lifetime", "The lifetime", settings, None, lifetime)
     if problems:
         raise FormInvalid("user", problems, values, user_name)
-    return IssueRequest(count=int(count), lifetime=lifetime)
+    count, lifetime = issuing.check_request(settings, count, lifetime)
+    return IssueRequest(count=count, lifetime=lifetime)
+
+
+def _check_issue(problems: dict[str, str], name: str, label: str, settings: policy.Settings,
+                 count: int | None, lifetime: timedelta | None) -> None:
+    try:
+        issuing.check_request(settings, count, lifetime)
+    except issuing.OutOfRange as exc:
+        if exc.field == name:
+            problems[name] = _capitalised(exc.message_for(label))
+        else:  # the policy itself (a Settings built by hand): not this field's fault
+            problems[""] = _capitalised(str(exc))
 
 
 # --- the self-service policy -------------------------------------------------------------
@@ -295,8 +311,11 @@ SETTINGS_FIELDS: Mapping[str, str] = {
 CHECKBOXES = frozenset({"self_service_enabled", "allow_user_request"})
 
 
-def settings_changes(values: Mapping[str, str], current: policy.Settings) -> dict[str, str]:
-    """Every setting checked first; returns ``{key: canonical text}`` of those that change.
+def settings_changes(values: Mapping[str, str], current: policy.Settings,
+                     rewrite: Collection[str] = ()) -> dict[str, str]:
+    """Every setting checked first; returns ``{key: canonical text}`` of those that change,
+    and of the keys in ``rewrite`` (stored out of bounds: read as the default, which the
+    form shows, so saving it unchanged must still replace the stored row).
 
     Raises:
         FormInvalid: on page ``settings``, with every bad field (nothing is saved then).
@@ -314,14 +333,22 @@ def settings_changes(values: Mapping[str, str], current: policy.Settings) -> dic
                 continue
         try:
             text = policy.normalise_setting(key, raw)
+        except policy.OutOfBounds as exc:  # names the key and its range (issue 20, 1)
+            problems[name] = f"Out of range: {exc}."
+            continue
         except ValueError as exc:
             problems[name] = _capitalised(str(exc))
             continue
-        if text != now[key]:
+        if text != now[key] or key in rewrite:
             changes[key] = text
     if problems:
         raise FormInvalid("settings", problems, values)
     return changes
+
+
+def stored_problem(line: str) -> str:
+    """``settings.stored_problems``' line as the settings form shows it by its field."""
+    return _capitalised(line)
 
 
 def _capitalised(message: str) -> str:

@@ -190,6 +190,10 @@ class Accounts:
     def settings(self) -> policy.Settings:
         return self.store.load_settings()
 
+    def settings_problems(self) -> dict[str, str]:
+        """Stored settings not used (out of bounds: the default applies): ``{key: line}``."""
+        return policy.stored_problems(self.store.load_setting_rows())
+
     def set_setting(self, key: str, value: str, *, actor: str, now: datetime) -> str:
         """Validate and store one policy value; returns its canonical text.
 
@@ -200,6 +204,8 @@ class Accounts:
             text = policy.normalise_setting(key, value)
         except KeyError as exc:
             raise UsageError(exc.args[0]) from None
+        except policy.OutOfBounds as exc:  # names the key itself
+            raise UsageError(str(exc)) from None
         except ValueError as exc:
             raise UsageError(f"{key}: {exc}") from None
         self.store.set_setting(key, text, self._event(now, "settings.set", actor, None,

@@ -121,9 +121,9 @@ def build_parser() -> argparse.ArgumentParser:
                                                "and write its .txt export")
     issue.add_argument("name")
     issue.add_argument("--count", type=_positive_int, default=None,
-                       help="codes in the set (default: emergency.codes_per_set)")
+                       help="codes in the set, 1–100 (default: emergency.codes_per_set)")
     issue.add_argument("--lifetime", type=_duration, default=None,
-                       help="e.g. 72h, 7d (default: emergency.lifetime)")
+                       help="1m–90d, e.g. 72h, 7d (default: emergency.lifetime)")
     issue.add_argument("--output", default="-",
                        help="the .txt export; '-' or absent: standard output")
     issue.add_argument("--reason", default="", help="why (recorded in the audit trail)")
@@ -349,10 +349,15 @@ class Commands:
         accounts, now = self.accounts, _now()
         match args.action:
             case "issue":
-                prepared = issuing.prepare_set(
-                    accounts.store, accounts.keys, accounts.random, accounts.settings(),
-                    user_name=args.name, count=args.count, lifetime=args.lifetime,
-                    issued_by="cli", reason=args.reason, now=now)
+                _warn_stored_settings(accounts)
+                try:
+                    prepared = issuing.prepare_set(
+                        accounts.store, accounts.keys, accounts.random, accounts.settings(),
+                        user_name=args.name, count=args.count, lifetime=args.lifetime,
+                        issued_by="cli", reason=args.reason, now=now)
+                except issuing.OutOfRange as exc:  # the shared code names no flag: we do
+                    flag = {"count": "--count", "lifetime": "--lifetime"}.get(exc.field)
+                    raise UsageError(exc.message_for(flag) if flag else str(exc)) from None
                 if args.output == "-":
                     issuing.commit_set(accounts.store, prepared, actor="cli",
                                        destination="stdout", node=accounts.node, now=now)
@@ -402,6 +407,7 @@ class Commands:
 
     def settings(self, args) -> int:
         if args.action == "show":
+            _warn_stored_settings(self.accounts)
             for key, value in self.accounts.settings().as_text().items():
                 self.print(f"{key} = {value}")
         else:
@@ -489,6 +495,12 @@ def _check_config(path: Path) -> int:
         return 1
     print(f"{path}: OK" + (f" ({len(warnings)} warning(s))" if warnings else ""))
     return 0
+
+
+def _warn_stored_settings(accounts) -> None:
+    """A stored setting that is not used (out of bounds: its default applies), on stderr."""
+    for problem in accounts.settings_problems().values():
+        print(f"{PROG}: warning: {problem}", file=sys.stderr)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -24,7 +24,7 @@ from radiusd import otp
 from radiusd.crypto import Keys, SealError
 from radiusd.emergency.codes import find_code
 from radiusd.emergency.export import accepted_reply
-from radiusd.emergency.rules import PerimeterResult, check_perimeter
+from radiusd.emergency.rules import SUPERSEDED, PerimeterResult, check_perimeter
 from radiusd.model import (Accept, AdvanceToken, Commit, EmergencySet, RadiusRequest,
                            RecordFailure, Reject, RejectReason, ResetFailures,
                            RevokeEmergencySet, Subject, Token, TokenKind, UseEmergencyCode)
@@ -216,6 +216,35 @@ def emergency_candidates(context: Context) -> Iterator[Candidate]:
                         check=lambda code: _check_emergency(context, emergency, code))
 
 
+def _check_replaced(context: Context, replaced: EmergencySet, code: bytes) -> CodeCheck:
+    """A code of the set before the user's latest one: never accepted; recognised so that
+    the audit row says why it failed (issue 20, 12): the set was replaced by a newer one
+    (``code_of_replaced_set``), revoked (``set_revoked``) or had expired (``set_expired``).
+    """
+    found = find_code(context.keys, replaced, code)
+    if found is None:
+        return CodeCheck(is_match=False)
+    latest = context.subject.emergency
+    detail: dict[str, object] = {"set": replaced.id, "code": found.position,
+                                 "replaced_by": latest.id if latest is not None else None}
+    if replaced.revoked_at is not None and replaced.revoked_reason != SUPERSEDED:
+        reason = RejectReason.SET_REVOKED
+        detail["revoked_reason"] = replaced.revoked_reason
+    elif replaced.revoked_at is None and context.now >= replaced.expires_at:
+        reason = RejectReason.SET_EXPIRED
+    else:
+        reason = RejectReason.CODE_OF_REPLACED_SET
+    return CodeCheck(is_match=False, reason=reason, detail=detail)
+
+
+def replaced_set_candidates(context: Context) -> Iterator[Candidate]:
+    """The set before the user's latest one, when loaded (``Subject.replaced``)."""
+    replaced = context.subject.replaced
+    if replaced is not None:
+        yield Candidate(kind=EMERGENCY, name=replaced.id, code_length=replaced.code_length,
+                        check=lambda code: _check_replaced(context, replaced, code))
+
+
 # The authenticator families a passcode is tried against, in order: the tokens, then the
 # emergency set; while the set is active, the set first. A user has an active set only
 # while the token is lost or away, so an emergency passcode is the likely one then, and
@@ -225,9 +254,11 @@ def emergency_candidates(context: Context) -> Iterator[Candidate]:
 # a verdict: a passcode splits differently for codes of different lengths, so only one
 # split can carry the right PIN; for a set and a token with codes of the same length, the
 # same digits would have to be both an unused code of the set and the token's code of
-# the moment.
-TOKENS_FIRST: tuple[CandidateSource, ...] = (token_candidates, emergency_candidates)
-SET_FIRST: tuple[CandidateSource, ...] = (emergency_candidates, token_candidates)
+# the moment. The set before the latest one never accepts: it comes last.
+TOKENS_FIRST: tuple[CandidateSource, ...] = (token_candidates, emergency_candidates,
+                                             replaced_set_candidates)
+SET_FIRST: tuple[CandidateSource, ...] = (emergency_candidates, token_candidates,
+                                          replaced_set_candidates)
 
 
 def candidate_sources(subject: Subject, now: datetime) -> tuple[CandidateSource, ...]:
@@ -239,7 +270,19 @@ def candidate_sources(subject: Subject, now: datetime) -> tuple[CandidateSource,
 # When nothing matched, the most specific reason wins; BAD_CODE when no candidate said more.
 _REASON_PRECEDENCE: tuple[RejectReason, ...] = (
     RejectReason.CODE_USED, RejectReason.SET_REVOKED, RejectReason.SET_EXPIRED,
-    RejectReason.OUTSIDE_PERIMETER, RejectReason.REPLAYED_CODE)
+    RejectReason.CODE_OF_REPLACED_SET, RejectReason.OUTSIDE_PERIMETER,
+    RejectReason.REPLAYED_CODE)
+
+# Refusals of a code that matched, for something else than the code (issue 20, 7): the
+# perimeter, or a set that ended (expired, revoked, replaced). They are no wrong guess: not
+# counted toward lockout.max_failures (a user trying her valid code from outside the
+# perimeter must not lock out her real token), nothing is used up, the audit row says why.
+# A wrong PIN still counts (the PIN is checked first), and so does a used code or a
+# replayed token code: a one-time value sent again is what a replay attack looks like. The
+# Reply is the same Access-Reject as for any other refusal (SPEC: never which part).
+NOT_A_GUESS: frozenset[RejectReason] = frozenset({
+    RejectReason.OUTSIDE_PERIMETER, RejectReason.SET_EXPIRED, RejectReason.SET_REVOKED,
+    RejectReason.CODE_OF_REPLACED_SET})
 
 
 # --- the decision --------------------------------------------------------------------------
@@ -261,7 +304,9 @@ def decide_access(request: RadiusRequest, subject: Subject | None, settings: Set
     Rules, in order: CHAP and a missing User-Password are refused; unknown, disabled and
     locked users are refused without counting a failure; then the passcode is split by each
     candidate's code length, its PIN part checked (or required empty for a user without
-    PIN) and its code matched. The first match accepts; otherwise the failure is counted.
+    PIN) and its code matched. The first match accepts; otherwise the failure is counted,
+    unless the code matched and was refused for the perimeter or an ended set
+    (``NOT_A_GUESS``: audited, not counted).
 
     Args:
         request: the decoded Access-Request.
@@ -272,7 +317,8 @@ def decide_access(request: RadiusRequest, subject: Subject | None, settings: Set
         origin: the client and the perimeter rules (emergency codes).
     Returns:
         ``Accept`` with the commits to apply (advance the token; reset failures), or
-        ``Reject`` with the audit reason and the commits to apply (count the failure). The
+        ``Reject`` with the audit reason and the commits to apply (count the failure, but
+        for ``NOT_A_GUESS``, whose detail says ``counted: False``). The
         detail never holds the passcode, PIN, code or seed.
     Raises:
         Nothing by design; any exception is a bug, turned into a Reject by the handler.
@@ -329,11 +375,13 @@ def decide_access(request: RadiusRequest, subject: Subject | None, settings: Set
         reason = RejectReason.BAD_PIN
     else:
         reason = next((r for r in _REASON_PRECEDENCE if r in reasons), RejectReason.BAD_CODE)
+    detail = {"tokens": len(subject.tokens), **reason_details.get(reason, {}),
+              **_error_detail(errors)}
+    if reason in NOT_A_GUESS:
+        return Reject(reason, detail={**detail, "counted": False})
     failure = RecordFailure(subject.id, at=now, max_failures=settings.max_failures,
                             restart=is_lock_expired)
-    return Reject(reason, commits=(failure,),
-                  detail={"tokens": len(subject.tokens), **reason_details.get(reason, {}),
-                          **_error_detail(errors)})
+    return Reject(reason, commits=(failure,), detail=detail)
 
 
 def _split(request: RadiusRequest, code_length: int) -> tuple[bytes, bytes] | None:

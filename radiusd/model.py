@@ -190,11 +190,21 @@ class Subject:
     locked_at: datetime | None
     tokens: tuple[Token, ...] = ()
     emergency: EmergencySet | None = None
+    # The set before ``emergency`` (a newer set replaced it, or it ended before that), when
+    # the passcode may be one of its codes: never accepted, recognised for the audit reason
+    # (``code_of_replaced_set``) only. The request path loads it for a Reject that found
+    # nothing better (handlers/access_request.py), else it is None.
+    replaced: EmergencySet | None = None
 
     def with_emergency(self, emergency: EmergencySet | None) -> Subject:
         """This subject with ``emergency`` instead (see ``EmergencySet.with_codes``)."""
         return Subject(self.id, self.name, self.is_disabled, self.pin_hash, self.failures,
-                       self.locked_at, self.tokens, emergency)
+                       self.locked_at, self.tokens, emergency, self.replaced)
+
+    def with_replaced(self, replaced: EmergencySet | None) -> Subject:
+        """This subject with ``replaced`` as the set before its latest one."""
+        return Subject(self.id, self.name, self.is_disabled, self.pin_hash, self.failures,
+                       self.locked_at, self.tokens, self.emergency, replaced)
 
 
 # --- verdicts and the one-time effects they commit -------------------------------------
@@ -222,6 +232,8 @@ class RejectReason(StrEnum):
     SET_EXPIRED = "set_expired"
     SET_REVOKED = "set_revoked"
     OUTSIDE_PERIMETER = "outside_perimeter"
+    # issue 20 (12): a code of the set a newer one replaced (superseded), not a wrong code
+    CODE_OF_REPLACED_SET = "code_of_replaced_set"
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,7 +2,11 @@
 ``Settings`` snapshot passed to the core.
 
 Stored in the database as text (``key -> value``) so every server sharing it sees the same
-policy; this module is the one place that knows their types and ranges.
+policy; this module is the one place that knows their types and ranges: ``BOUNDS`` is the
+one table of the hard bounds, applied where a value is saved (``radiusd settings set``, the
+admin web's Self-Service Settings form), where a stored value is read (out of bounds: the
+default, with a warning from ``stored_problems``) and where a set is issued
+(``radiusd.emergency.issuing``, ``radiusd.emergency.codes``).
 
 Must not import: sqlalchemy, twisted, pyrad.
 """
@@ -11,7 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 from datetime import timedelta
-from typing import Callable, Mapping
+from typing import Any, Callable, Mapping
 
 from radiusd.duration import format_duration, parse_duration
 
@@ -25,15 +29,69 @@ def _parse_bool(text: str) -> bool:
     raise ValueError(f"{text!r} is not a boolean (use true or false)")
 
 
-def _int_range(low: int, high: int) -> Callable[[str], int]:
+# The hard bounds of the numeric settings, inclusive (SPEC "Self-service policy"). The same
+# bounds hold for what an admin asks for when issuing a set (``--count``/``--lifetime``, the
+# admin web's issue form): the settings are the defaults, not a cap (README "Emergency
+# access").
+BOUNDS: Mapping[str, tuple[Any, Any]] = {
+    "emergency.codes_per_set": (1, 100),
+    "emergency.code_length": (6, 12),
+    "emergency.lifetime": (timedelta(minutes=1), timedelta(days=90)),
+    "lockout.max_failures": (1, 1000),
+}
+
+
+class OutOfBounds(ValueError):
+    """A value of ``key`` outside ``BOUNDS[key]``; the message names the key and the range.
+
+    Attributes:
+        key: the setting (``emergency.lifetime``). low, high: its bounds. value: the value.
+    """
+
+    def __init__(self, key: str, value: Any):
+        self.key = key
+        self.low, self.high = BOUNDS[key]
+        self.value = value
+        super().__init__(f"{key} must be between {_spell(self.low)} and {_spell(self.high)}"
+                         f", not {_spell(value)}")
+
+
+def _spell(value: Any) -> str:
+    return format_duration(value) if isinstance(value, timedelta) else str(value)
+
+
+def bounds_text(key: str) -> str:
+    """``"1–100"``, ``"1m–90d"``: the range of ``key`` as the manual and the forms say it."""
+    low, high = BOUNDS[key]
+    return f"{_spell(low)}–{_spell(high)}"
+
+
+def check_bounds(key: str, value: Any) -> Any:
+    """``value`` when it lies within ``BOUNDS[key]``.
+
+    Raises:
+        OutOfBounds: it does not.
+    """
+    low, high = BOUNDS[key]
+    if not low <= value <= high:
+        raise OutOfBounds(key, value)
+    return value
+
+
+def _bounded_int(key: str) -> Callable[[str], int]:
     def parse(text: str) -> int:
         try:
             value = int(str(text).strip())
         except ValueError:
             raise ValueError(f"{text!r} is not a whole number") from None
-        if not low <= value <= high:
-            raise ValueError(f"{value} is out of range ({low}–{high})")
-        return value
+        return check_bounds(key, value)
+
+    return parse
+
+
+def _bounded_duration(key: str) -> Callable[[str], timedelta]:
+    def parse(text: str) -> timedelta:
+        return check_bounds(key, parse_duration(text))
 
     return parse
 
@@ -46,13 +104,6 @@ def _choice(*allowed: str) -> Callable[[str], str]:
         return value
 
     return parse
-
-
-def _positive_duration(text: str) -> timedelta:
-    value = parse_duration(text)
-    if value <= timedelta(0):
-        raise ValueError(f"{text!r} must be longer than 0")
-    return value
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,17 +130,22 @@ SPECS: tuple[SettingSpec, ...] = (
                 "the self-service console is open"),
     SettingSpec("emergency.allow_user_request", "allow_user_request", "true", _parse_bool,
                 _fmt_bool, "users may place their token in emergency access mode themselves"),
-    SettingSpec("emergency.codes_per_set", "codes_per_set", "10", _int_range(1, 100), str,
-                "codes in a set (1–100)"),
-    SettingSpec("emergency.code_length", "code_length", "8", _int_range(6, 12), str,
-                "digits per code (6–12)"),
-    SettingSpec("emergency.lifetime", "lifetime", "72h", _positive_duration, _fmt_duration,
-                "how long a set stays valid"),
+    SettingSpec("emergency.codes_per_set", "codes_per_set", "10",
+                _bounded_int("emergency.codes_per_set"), str,
+                f"codes in a set ({bounds_text('emergency.codes_per_set')})"),
+    SettingSpec("emergency.code_length", "code_length", "8",
+                _bounded_int("emergency.code_length"), str,
+                f"digits per code ({bounds_text('emergency.code_length')})"),
+    SettingSpec("emergency.lifetime", "lifetime", "72h", _bounded_duration("emergency.lifetime"),
+                _fmt_duration,
+                f"how long a set stays valid ({bounds_text('emergency.lifetime')})"),
     SettingSpec("emergency.on_token_use", "on_token_use", "revoke",
                 _choice("revoke", "keep", "deny"), str,
                 "when the real token authenticates while a set is active: revoke, keep, deny"),
-    SettingSpec("lockout.max_failures", "max_failures", "5", _int_range(1, 1000), str,
-                "consecutive failures before the user is locked"),
+    SettingSpec("lockout.max_failures", "max_failures", "5",
+                _bounded_int("lockout.max_failures"), str,
+                "consecutive failures before the user is locked "
+                f"({bounds_text('lockout.max_failures')})"),
     SettingSpec("lockout.duration", "lockout_duration", "15m", parse_duration, _fmt_duration,
                 "how long a lockout lasts (0 = until an admin unlocks)"),
 )
@@ -136,8 +192,10 @@ def normalise_setting(key: str, value: str) -> str:
 def settings_from_rows(rows: Mapping[str, str]) -> Settings:
     """Build ``Settings`` from stored text rows; unknown or invalid rows fall back to defaults.
 
-    Values are validated when written, so an invalid stored row means someone edited the
-    database by hand: keeping the default is the safe reading.
+    Values are validated when written, so an invalid stored row was written by hand, or by
+    a version that did not check the bounds (e.g. ``emergency.lifetime = 1000d``): keeping
+    the default is the safe reading, and every issue path keeps working (issue 20, 1).
+    ``stored_problems`` says which rows were not used, for the shell to warn.
     """
     values: dict[str, object] = {}
     for spec in SPECS:
@@ -149,6 +207,28 @@ def settings_from_rows(rows: Mapping[str, str]) -> Settings:
         except ValueError:
             continue
     return Settings(**values)
+
+
+def stored_problems(rows: Mapping[str, str]) -> dict[str, str]:
+    """``{key: line}`` for each stored row ``settings_from_rows`` does not use (its default
+    applies instead), in SPEC order.
+
+    E.g. ``stored setting emergency.lifetime = '1000d' is not used (emergency.lifetime
+    must be between 1m and 90d, not 1000d): the default 72h applies until a valid value is
+    saved``. Unknown keys are not reported (a newer version's rows).
+    """
+    problems = {}
+    for spec in SPECS:
+        text = rows.get(spec.key)
+        if text is None:
+            continue
+        try:
+            spec.parse(text)
+        except ValueError as exc:
+            problems[spec.key] = (f"stored setting {spec.key} = {text!r} is not used ({exc}): "
+                                  f"the default {spec.default} applies until a valid value "
+                                  "is saved")
+    return problems
 
 
 assert {f.name for f in fields(Settings)} == {spec.attribute for spec in SPECS}

@@ -22,10 +22,12 @@ from typing import Iterable
 from radiusd.crypto import Keys
 from radiusd.passcode import split_passcode
 from radiusd.model import EmergencyCode, EmergencySet, RandomSource, Secret
+from radiusd.settings import BOUNDS
 
-# SPEC "Self-service policy": emergency.codes_per_set 1–100, emergency.code_length 6–12.
-MIN_COUNT, MAX_COUNT = 1, 100
-MIN_LENGTH, MAX_LENGTH = 6, 12
+# SPEC "Self-service policy": emergency.codes_per_set 1–100, emergency.code_length 6–12
+# (settings.BOUNDS, the one table).
+MIN_COUNT, MAX_COUNT = BOUNDS["emergency.codes_per_set"]
+MIN_LENGTH, MAX_LENGTH = BOUNDS["emergency.code_length"]
 
 SET_ID_BYTES = 16  # 128 bits: unguessable, and a distinct HMAC context per set
 

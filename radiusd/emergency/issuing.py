@@ -19,14 +19,42 @@ from radiusd.crypto import Keys
 from radiusd.duration import format_duration
 from radiusd.emergency.codes import generate_codes, hash_codes, new_set_id
 from radiusd.emergency.export import render_export
-from radiusd.emergency.rules import SetStatus, set_status
+from radiusd.emergency.rules import SUPERSEDED, SetStatus, set_status
 from radiusd.errors import NotFound, UsageError
 from radiusd.model import AuditEvent, EmergencySet, RandomSource, Secret
-from radiusd.settings import Settings
+from radiusd.settings import BOUNDS, Settings
 
-MIN_COUNT, MAX_COUNT = 1, 100
-MIN_LIFETIME = timedelta(minutes=1)
-MAX_LIFETIME = timedelta(days=90)
+# The hard bounds of what may be asked for (settings.BOUNDS, the one table): the settings
+# give the defaults; an admin (CLI or admin web alike) may ask for any count and lifetime
+# within these bounds, a self-service user gets the settings (issue 20, 1).
+MIN_COUNT, MAX_COUNT = BOUNDS["emergency.codes_per_set"]
+MIN_LIFETIME, MAX_LIFETIME = BOUNDS["emergency.lifetime"]
+
+# What each asked-for value is called where no flag or form field is in sight.
+_FIELD_NAMES = {"count": "the number of codes", "lifetime": "the lifetime",
+                "code_length": "the code length"}
+
+
+class OutOfRange(UsageError):
+    """A count, lifetime or code length outside its hard bounds.
+
+    The message speaks of the value (``the lifetime must be between 1m and 90d, not
+    1000d``), never of a CLI flag: the CLI names its flags itself (``message_for``), the web
+    puts the message next to its field.
+
+    Attributes:
+        field: ``count``, ``lifetime`` or ``code_length``. low, high, value: as checked.
+    """
+
+    def __init__(self, field: str, low, high, value):
+        self.field, self.low, self.high, self.value = field, low, high, value
+        super().__init__(self.message_for(_FIELD_NAMES[field]))
+
+    def message_for(self, name: str) -> str:
+        """The message with the value called ``name`` (``--lifetime``, ``Lifetime``)."""
+        spell = (lambda v: format_duration(v) if isinstance(v, timedelta) else str(v))
+        return (f"{name} must be between {spell(self.low)} and {spell(self.high)}, "
+                f"not {spell(self.value)}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,16 +81,22 @@ def check_request(settings: Settings, count: int | None, lifetime: timedelta | N
                   ) -> tuple[int, timedelta]:
     """The count and lifetime to use: the policy's unless given, within the hard bounds.
 
+    The policy is the default, not a cap: a value asked for may exceed it, within the
+    hard bounds (``settings.BOUNDS``). The policy itself is within them (it is checked
+    where it is saved, and a stored value out of bounds reads as its default).
+
     Raises:
-        UsageError: count outside 1–100, lifetime outside 1m–90d.
+        OutOfRange: count outside 1–100, lifetime outside 1m–90d, or the policy's code
+            length outside 6–12 (a ``Settings`` built by hand).
     """
     count = settings.codes_per_set if count is None else count
     lifetime = settings.lifetime if lifetime is None else lifetime
-    if not MIN_COUNT <= count <= MAX_COUNT:
-        raise UsageError(f"--count must be {MIN_COUNT}–{MAX_COUNT}, not {count}")
-    if not MIN_LIFETIME <= lifetime <= MAX_LIFETIME:
-        raise UsageError(f"--lifetime must be between {format_duration(MIN_LIFETIME)} and "
-                         f"{format_duration(MAX_LIFETIME)}, not {format_duration(lifetime)}")
+    for field, value, key in (("count", count, "emergency.codes_per_set"),
+                              ("lifetime", lifetime, "emergency.lifetime"),
+                              ("code_length", settings.code_length, "emergency.code_length")):
+        low, high = BOUNDS[key]
+        if not low <= value <= high:
+            raise OutOfRange(field, low, high, value)
     return count, lifetime
 
 
@@ -72,7 +106,7 @@ def prepare_set(store, keys: Keys, random: RandomSource, settings: Settings, *,
     """Draw and hash a new set for ``user_name`` and render its export; writes nothing.
 
     Raises:
-        NotFound: unknown user. UsageError: count/lifetime out of range.
+        NotFound: unknown user. OutOfRange: count/lifetime out of range.
         StoreUnavailable: the database cannot be reached.
     """
     count, lifetime = check_request(settings, count, lifetime)
@@ -89,28 +123,55 @@ def prepare_set(store, keys: Keys, random: RandomSource, settings: Settings, *,
                        export_text=text)
 
 
-def commit_set(store, prepared: PreparedSet, *, actor: str, destination: str, node: str,
-               now: datetime) -> EmergencySet:
-    """Store the set (revoking the user's earlier one) with its issue and export audit rows.
+def commit_set(store, prepared: PreparedSet, *, actor: str, destination: str | None,
+               node: str, now: datetime) -> EmergencySet:
+    """Store the set (revoking the user's earlier one) with its audit rows.
+
+    The rows, in one transaction with the set: ``emergency.revoke`` (reason
+    ``superseded``, with ``replaced_by``) for a set of the user still active, then
+    ``emergency.issue``, then ``emergency.export`` when the export already went somewhere.
 
     Args:
-        destination: where the export went (a file path, ``stdout``, ``download``).
+        destination: where the export went (a file path, ``stdout``); ``None`` when it has
+            not gone anywhere yet (the web consoles: ``record_export`` writes the row when
+            the file is downloaded).
     Returns:
         The stored set (codes as hashes only).
     """
     emergency = prepared.emergency
     common = dict(at=now, result="ok", actor=actor, user_name=prepared.user_name, node=node)
-    audits = (
+    audits = [
         AuditEvent(action="emergency.issue", reason=emergency.reason or None,
                    detail={"set": emergency.id, "codes": len(prepared.code_hashes),
                            "code_length": emergency.code_length,
                            "valid_until": emergency.expires_at.isoformat(),
-                           "issued_by": emergency.issued_by}, **common),
-        AuditEvent(action="emergency.export", detail={"set": emergency.id,
-                                                      "destination": destination}, **common),
-    )
+                           "issued_by": emergency.issued_by}, **common)]
+    if destination is not None:
+        audits.append(AuditEvent(action="emergency.export",
+                                 detail={"set": emergency.id, "destination": destination},
+                                 **common))
+
+    def superseded(set_id: str, codes_left: int) -> AuditEvent:
+        # Issue 20 (12): the help desk sees why the earlier codes stopped working.
+        return AuditEvent(action="emergency.revoke", reason=SUPERSEDED,
+                          detail={"set": set_id, "codes_left": codes_left,
+                                  "replaced_by": emergency.id}, **common)
+
     return store.issue_emergency_set(prepared.user_name, emergency, prepared.code_hashes,
-                                     audits)
+                                     audits, superseded_audit=superseded)
+
+
+def record_export(store, *, user_name: str, set_id: str, actor: str, destination: str,
+                  node: str, now: datetime) -> None:
+    """The ``emergency.export`` row of an export made after the set was committed (a web
+    console's download of the ``.txt``): written when it happens, not at issue time.
+
+    Raises:
+        StoreUnavailable: the database cannot be reached.
+    """
+    store.write_audit(AuditEvent(at=now, action="emergency.export", result="ok", actor=actor,
+                                 user_name=user_name, node=node,
+                                 detail={"set": set_id, "destination": destination}))
 
 
 def revoke_set(store, *, user_name: str, actor: str, reason: str, node: str,

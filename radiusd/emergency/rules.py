@@ -43,6 +43,11 @@ _MAC = re.compile(
 _FRAMED_IP_PLACEHOLDERS = frozenset({"255.255.255.255", "255.255.255.254"})
 
 
+# revoked_reason of a set that a newer set of the same user replaced (issuing a set while
+# one is active); its codes are refused as ``code_of_replaced_set`` (decide.py).
+SUPERSEDED = "superseded"
+
+
 class SetStatus(StrEnum):
     """The state of a user's latest set (a ``str``: compares equal to ``"active"`` etc.)."""
 

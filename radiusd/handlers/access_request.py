@@ -135,6 +135,45 @@ def _load_subjects(ctx: HandlerContext, batch: Sequence[Pending]) -> list[Subjec
     return per_request
 
 
+def _recognise_replaced_codes(ctx: HandlerContext, batch: Sequence[Pending],
+                              subjects: list[Subject | None], verdicts: list[Verdict],
+                              settings) -> None:
+    """A Reject for a wrong code (``BAD_CODE``) of a user who has an emergency set is
+    decided again with the set before that one (``Subject.replaced``) and the code of it
+    the passcode may be, if any: a code of a replaced set is then logged as such (issue 20,
+    12), and not counted as a guess (issue 20, 7). In place, in ``subjects`` and
+    ``verdicts``.
+
+    Only such Rejects read more (two queries for the batch: the earlier sets' headers, then
+    the candidate codes by keyed hash); an Accept, nearly every request, reads nothing more.
+    """
+    wanted = [index for index, verdict in enumerate(verdicts)
+              if isinstance(verdict, Reject) and verdict.reason is RejectReason.BAD_CODE
+              and subjects[index] is not None and subjects[index].emergency is not None
+              and batch[index].request.password is not None]
+    if not wanted:
+        return
+    replaced = ctx.store.load_replaced_sets([subjects[index].name for index in wanted])
+    candidates = {}
+    for index in wanted:
+        earlier = replaced.get(subjects[index].id)
+        if earlier is None:
+            continue
+        code_hash = candidate_hash(ctx.keys, earlier,
+                                   batch[index].request.password.reveal())
+        if code_hash is not None:
+            candidates[index] = (earlier, (earlier.id, code_hash))
+    codes = ctx.store.find_emergency_codes([candidate for _, candidate in candidates.values()])
+    for index, (earlier, candidate) in candidates.items():
+        code = codes.get(candidate)
+        if code is None:
+            continue
+        item = batch[index]
+        subjects[index] = subjects[index].with_replaced(earlier.with_codes((code,)))
+        verdicts[index] = decide_access(item.request, subjects[index], settings, ctx.keys,
+                                        item.now, origin_of(ctx, item.client, item.source[0]))
+
+
 def _row_receipt(subject: Subject | None, key: bytes, now: datetime) -> Receipt | None:
     """The receipt of request ``key`` on a row its user's one-time effects use (a token
     it advanced, the emergency code it used), if still valid."""
@@ -143,9 +182,10 @@ def _row_receipt(subject: Subject | None, key: bytes, now: datetime) -> Receipt 
     for token in subject.tokens:
         if token.receipt is not None and token.receipt.answers(key, now):
             return token.receipt
-    for code in subject.emergency.codes if subject.emergency is not None else ():
-        if code.receipt is not None and code.receipt.answers(key, now):
-            return code.receipt
+    for emergency in (subject.emergency, subject.replaced):
+        for code in emergency.codes if emergency is not None else ():
+            if code.receipt is not None and code.receipt.answers(key, now):
+                return code.receipt
     return None
 
 
@@ -170,7 +210,9 @@ def authenticate_batch(ctx: HandlerContext, batch: Sequence[Pending]) -> list[Ve
     """Decide and commit the Access-Requests of one group commit (runs in a DB thread).
 
     Two queries for the users (with their tokens) and their emergency sets (headers only),
-    one for the candidate emergency codes (by keyed hash), one for the receipt table if a
+    one for the candidate emergency codes (by keyed hash), two more if a wrong emergency
+    code may be one of a replaced set (``_recognise_replaced_codes``), one for the receipt
+    table if a
     Reject is not answered by a row's receipt, one transaction (one fsync) for every
     request's effects and audit row, each Accept's receipt written on the row it used;
     each request keeps its own compare-and-set check (``Store.apply_batch``).
@@ -189,6 +231,7 @@ def authenticate_batch(ctx: HandlerContext, batch: Sequence[Pending]) -> list[Ve
         decide_access(item.request, subject, settings, ctx.keys, item.now,
                       origin_of(ctx, item.client, item.source[0]))
         for item, subject in zip(batch, subjects)]
+    _recognise_replaced_codes(ctx, batch, subjects, verdicts, settings)
     # A retransmission of a request answered before (by another server, or before a
     # restart) is decided again and, its one-time code being spent, rejected: only a
     # Reject can be one, so only a Reject looks for a receipt, before any failure of its

@@ -57,6 +57,7 @@ from radiusd.model import (CAS_COMMITS, AdvanceToken, AuditEvent, AuditRecord, C
                            ResetFailures, RevokeEmergencySet, SaveReceipt, Subject, Token,
                            TokenInfo, TokenKind, UseEmergencyCode, UserInfo)
 from radiusd.settings import Settings, settings_from_rows
+from radiusd.emergency import rules
 from radiusd.store import tables
 from radiusd.store.tables import (admins, audit_event, emergency_code,
                                   emergency_set, tokens, users)
@@ -77,7 +78,7 @@ _BEGIN = "radiusd_begin"
 _CODE_HASH_BYTES = 32
 
 # revoked_reason of the sets a new set replaces (issue_emergency_set).
-SUPERSEDED = "superseded"
+SUPERSEDED = rules.SUPERSEDED
 
 
 # --- the one-time effects: compare-and-set statements -------------------------------------
@@ -143,6 +144,8 @@ class _RequestSql:
             "(SELECT c.id FROM emergency_set c WHERE c.user_id = u.id ORDER BY "
             "c.revoked_at IS NULL DESC, c.issued_at DESC, c.revoked_at DESC, c.id DESC "
             "LIMIT 1) WHERE u.name IN ({in})")
+        # Each user's set before the latest one (issue 20, 12): the same order, one further.
+        self.replaced_set_headers = self.set_headers.replace("LIMIT 1)", "LIMIT 1 OFFSET 1)")
         self.candidate_codes = ("SELECT id, set_id, position, code_hash, used_at, "
                                 "receipt_key, receipt_reply, receipt_expires_at "
                                 "FROM emergency_code WHERE code_hash IN ({in})")
@@ -1067,6 +1070,23 @@ class Store:
                 emergency=sets.get(user_id))
         return subjects
 
+    def load_replaced_sets(self, names: Sequence[str]) -> dict[int, EmergencySet]:
+        """For each named user, the set before their latest one (``_RequestSql.set_headers``
+        order, one further), without its codes, by user id: one query.
+
+        The request path reads it only for a Reject that found nothing better, to tell a
+        code of a replaced set from a wrong code (issue 20, 12).
+
+        Raises:
+            StoreUnavailable, NotInitialised: as ``load_subject``.
+        """
+        wanted = sorted(set(names))
+        if not wanted:
+            return {}
+        with self._request_cursor() as cursor:
+            rows = self._fetch(cursor, self._sql.replaced_set_headers, wanted)
+        return {row[1]: self._set_header(row) for row in rows}
+
     def _fetch_both(self, cursor: Any, templates: tuple[str, str],
                     values: Sequence[Any]) -> tuple[list[Any], list[Any]]:
         """Two ``_fetch`` reads of the same values; on PostgreSQL in one round trip
@@ -1198,7 +1218,9 @@ class Store:
 
     def issue_emergency_set(self, user_name: str, emergency: EmergencySet,
                             code_hashes: Sequence[bytes],
-                            audits: Sequence[AuditEvent]) -> EmergencySet:
+                            audits: Sequence[AuditEvent], *,
+                            superseded_audit: Callable[[str, int], AuditEvent] | None = None
+                            ) -> EmergencySet:
         """Store a new set with its codes, revoking the user's earlier sets, in one
         transaction with its audit rows.
 
@@ -1214,6 +1236,9 @@ class Store:
             code_hashes: the codes' keyed hashes (32 bytes each), in export order: the
                 first becomes position 1.
             audits: written with the set (``emergency.issue``, ``emergency.export``).
+            superseded_audit: ``(set_id, codes_left) -> AuditEvent``, the row written
+                (before ``audits``) for each earlier set this one ends while it was still
+                active (not expired at ``emergency.issued_at``).
         Returns:
             The stored set, as ``get_emergency_set`` returns it.
         Raises:
@@ -1243,6 +1268,15 @@ class Store:
                 .with_for_update(key_share=True)).scalar_one_or_none()
             if user_id is None or user_id != emergency.user_id:
                 raise no_user
+            if superseded_audit is not None:
+                active = connection.execute(
+                    select(emergency_set.c.id, emergency_set.c.codes_left)
+                    .where(emergency_set.c.user_id == user_id,
+                           emergency_set.c.revoked_at.is_(None),
+                           emergency_set.c.expires_at > emergency.issued_at)
+                    .order_by(emergency_set.c.issued_at, emergency_set.c.id)).all()
+                audits = [*(superseded_audit(row.id, row.codes_left) for row in active),
+                          *audits]
             connection.execute(
                 update(emergency_set)
                 .where(emergency_set.c.user_id == user_id, emergency_set.c.revoked_at.is_(None))
@@ -1347,6 +1381,18 @@ class Store:
             rows = connection.execute(select(tables.settings.c.key,
                                              tables.settings.c.value)).all()
         return settings_from_rows({row.key: row.value for row in rows})
+
+    def load_setting_rows(self) -> dict[str, str]:
+        """The stored policy rows as text, ``{key: value}`` (``settings.stored_problems``).
+
+        Raises:
+            StoreUnavailable: the database cannot be reached, is locked or timed out.
+            NotInitialised: the schema is missing.
+        """
+        with self._transaction() as connection:
+            rows = connection.execute(select(tables.settings.c.key,
+                                             tables.settings.c.value)).all()
+        return {row.key: row.value for row in rows}
 
     def set_setting(self, key: str, value: str, audit: AuditEvent) -> None:
         """Store one policy value (validated and normalised by the caller).

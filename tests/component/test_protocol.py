@@ -295,3 +295,43 @@ def test_unknown_client_is_dropped(h):
     h.send(build_request(SECRET, "hal", "1234" + h.code()).RequestPacket(),
            addr=("10.0.0.2", 40000))
     assert h.transport.written == [] and h.db_calls == 0
+
+
+def _issue_codes(h: Harness, name: str, random) -> list[str]:
+    from radiusd.emergency import issuing
+    prepared = issuing.prepare_set(h.store, h.keys, random, h.store.load_settings(),
+                                   user_name=name, count=3, issued_by="cli", reason="",
+                                   now=h.now())
+    issuing.commit_set(h.store, prepared, actor="cli", destination="stdout", node="test",
+                       now=h.now())
+    return [code.reveal().decode() for code in prepared.codes]
+
+
+def test_a_code_of_a_replaced_set_is_audited_as_such_and_its_accept_still_answers(h):
+    """Issue 20 (12): a code of a superseded set was logged as `bad_code`; and a
+    retransmission of a request accepted with it, reaching another server after the set
+    was replaced, finds its receipt (the same Accept), as before the replacement."""
+    import random as random_module
+
+    from radiusd.config import PerimeterConfig
+    inside = (netaddr.IPNetwork("10.0.0.0/8"),)
+    h.ctx.perimeter = PerimeterConfig(networks=inside, ip_set=netaddr.IPSet(inside),
+                                      check="nas")
+    random = random_module.Random(20).randbytes
+    h.add_user("em")
+    old = _issue_codes(h, "em", random)
+    first = build_request(SECRET, "em", "1234" + old[0])
+    h.send(first.RequestPacket())
+    _issue_codes(h, "em", random)                              # replaces the set
+    other = _second_server(h)
+    other.send(first.RequestPacket())                          # the retransmission
+    assert [raw[0] for raw, _ in other.transport.written] == [packet.AccessAccept]
+    other.send(build_request(SECRET, "em", "1234" + old[1]).RequestPacket())
+    h.clock.advance(1.0)
+    assert [raw[0] for raw, _ in other.transport.written] == [packet.AccessAccept,
+                                                             packet.AccessReject]
+    rows = h.auth_rows("em")
+    assert [(r.event.result, r.event.reason) for r in rows] == [
+        ("reject", "code_of_replaced_set"), ("accept", None)]
+    assert rows[0].event.detail["code"] == 2 and rows[0].event.detail["counted"] is False
+    assert h.accounts.get_user("em").failures == 0

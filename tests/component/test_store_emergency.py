@@ -131,6 +131,58 @@ def test_a_new_set_supersedes_the_earlier_one(store):
     assert by_id[first.id].revoked_at == later
 
 
+def _supersede_row(set_id: str, codes_left: int, at: datetime = NOW) -> AuditEvent:
+    return event("emergency.revoke", "alice", at=at, set=set_id, codes_left=codes_left)
+
+
+def test_superseding_an_active_set_writes_its_revoke_row_with_the_new_set(store):
+    """Issue 20 (12): superseding a set wrote no revoke row; the help desk could not see
+    why the earlier codes stopped working."""
+    user_id = add_user(store, "alice")
+    first = issue(store, "alice", new_set(user_id, 1))
+    assert use(store, "alice", first, first.codes[0])
+    later = NOW + timedelta(hours=1)
+    second = new_set(user_id, 2, issued_at=later)
+    store.issue_emergency_set("alice", second, code_hashes(second.id, 3),
+                              [event("emergency.issue", "alice", at=later, set=second.id)],
+                              superseded_audit=lambda *row: _supersede_row(*row, at=later))
+    revokes = [r.event for r in store.list_audit(action="emergency.revoke")]
+    assert [(e.detail["set"], e.detail["codes_left"]) for e in revokes] == [(first.id, 4)]
+    # The revoke row comes before the issue row (same transaction, in that order).
+    assert actions(store, user_name="alice")[:2] == ["emergency.issue", "emergency.revoke"]
+
+
+def test_an_expired_or_revoked_set_gets_no_second_revoke_row(store):
+    """Issue 20 (12): only a set still active at the new set's issue is superseded."""
+    user_id = add_user(store, "alice")
+    issue(store, "alice", new_set(user_id, 1, lifetime=timedelta(minutes=5)))
+    later = NOW + timedelta(hours=1)
+    for number, at in ((2, later), (3, later + timedelta(hours=1))):
+        emergency = new_set(user_id, number, issued_at=at)
+        if number == 3:
+            assert store.revoke_emergency_set(f"{2:032x}", at=at, reason="found the token",
+                                              audit=event("emergency.revoke", "alice", at=at))
+        store.issue_emergency_set("alice", emergency, code_hashes(emergency.id, 2), [],
+                                  superseded_audit=_supersede_row)
+    assert actions(store, action="emergency.revoke") == ["emergency.revoke"]  # the admin's
+
+
+def test_load_replaced_sets_reads_the_set_before_the_latest_in_one_query(store, selects):
+    """Issue 20 (12): the request path can match a code of the set a newer one replaced."""
+    alice_id, bob_id = add_user(store, "alice"), add_user(store, "bob")
+    add_user(store, "carol")
+    first = issue(store, "alice", new_set(alice_id, 1))
+    issue(store, "alice", new_set(alice_id, 2, issued_at=NOW + timedelta(hours=1)))
+    issue(store, "bob", new_set(bob_id, 3))
+    selects.clear()
+    replaced = store.load_replaced_sets(["alice", "bob", "carol", "nobody"])
+    assert len(selects) == 1
+    assert list(replaced) == [alice_id]
+    assert (replaced[alice_id].id, replaced[alice_id].revoked_reason) == (first.id,
+                                                                         "superseded")
+    assert replaced[alice_id].codes == () and replaced[alice_id].codes_left == 5
+
+
 def test_a_set_issued_at_the_same_instant_still_supersedes_the_earlier_one(store):
     # An injected clock may stand still; the random set ids must not decide which is latest.
     user_id = add_user(store, "alice")

@@ -417,6 +417,19 @@ def test_issued_set_downloads_byte_identical_export_and_codes_never_stored(
     assert not any(code in admin.get("/users/frank").text for code in codes)
 
 
+def test_admin_export_row_is_written_by_the_download_not_by_the_issue(console, admin):
+    """Issue 20 (12): issuing wrote `emergency.export destination=download` before any
+    download happened."""
+    console.accounts.add_user("fay", pin=None, password=None, actor="cli", now=console.now())
+    admin.post("/users/fay/emergency", {})
+    assert _audit(console, action="emergency.export") == []
+    admin.post("/users/fay/export")
+    [row] = _audit(console, action="emergency.export")
+    issue = _audit(console, action="emergency.issue")[0]
+    assert (row.actor, row.user_name, row.detail) == (
+        "admin:root", "fay", {"set": issue.detail["set"], "destination": "download"})
+
+
 def test_done_forgets_the_codes_at_once(console, admin):
     console.accounts.add_user("gina", pin=None, password=None, actor="cli", now=console.now())
     admin.post("/users/gina/emergency", {})
@@ -434,17 +447,34 @@ def test_codes_stay_with_the_admin_who_issued_them(console, admin):
     assert other.post("/users/hank/export").code == 303
 
 
-def test_issue_uses_the_policy_and_refuses_more_than_it_allows(console, admin, prepared_sets):
+def test_issue_defaults_to_the_policy_and_refuses_what_the_hard_bounds_forbid(
+        console, admin, prepared_sets):
+    """Issue 20 (1): the form's errors speak of its fields, with the hard bounds."""
     console.accounts.add_user("ivan", pin=None, password=None, actor="cli", now=console.now())
-    page = admin.post("/users/ivan/emergency", {"count": "101", "lifetime": "73h"})
+    page = admin.post("/users/ivan/emergency", {"count": "101", "lifetime": "91d"})
     assert page.code == 400
-    assert 'id="f-count-error">The number of codes must be 1–100' in page.text
-    assert 'id="f-lifetime-error">At most 72h' in page.text
+    assert ('id="f-count-error">The number of codes must be between 1 and 100, not 101.'
+            in page.text)
+    assert ('id="f-lifetime-error">The lifetime must be between 1m and 90d, not 91d.'
+            in page.text)
+    assert "--" not in re.sub(r"<!--.*?-->", "", page.text, flags=re.S)
     assert console.store.get_emergency_set("ivan") is None
     admin.post("/users/ivan/emergency", {"count": "", "lifetime": ""})
     [prepared] = prepared_sets
     assert len(prepared.codes) == 10
     assert prepared.emergency.expires_at - prepared.emergency.issued_at == timedelta(hours=72)
+
+
+def test_an_admin_may_issue_more_and_longer_than_the_policy_as_on_the_cli(
+        console, admin, prepared_sets):
+    """Issue 20 (1): the admin web capped the lifetime at the policy while the CLI did not;
+    now both allow an admin anything within the hard bounds (the policy is the default)."""
+    console.accounts.add_user("ivy", pin=None, password=None, actor="cli", now=console.now())
+    page = admin.post("/users/ivy/emergency", {"count": "100", "lifetime": "90d"})
+    assert page.location == "/users/ivy/codes"
+    [prepared] = prepared_sets
+    assert len(prepared.codes) == 100
+    assert prepared.emergency.expires_at - prepared.emergency.issued_at == timedelta(days=90)
 
 
 def test_revoke_ends_emergency_access(console, admin):
@@ -488,6 +518,42 @@ def test_settings_form_with_one_bad_field_saves_nothing(console, admin):
     assert _audit(console, action="settings.set") == []
 
 
+@pytest.mark.parametrize("name,value,words", [
+    ("lifetime", "1000d", "emergency.lifetime must be between 1m and 90d, not 1000d"),
+    ("lifetime", "5s", "emergency.lifetime must be between 1m and 90d, not 5s"),
+    ("codes_per_set", "0", "emergency.codes_per_set must be between 1 and 100, not 0"),
+    ("code_length", "13", "emergency.code_length must be between 6 and 12, not 13"),
+])
+def test_settings_form_refuses_a_value_out_of_bounds_next_to_its_field(console, admin, name,
+                                                                       value, words):
+    """Issue 20 (1): a lifetime of 1000d or 5s was saved, and every issue path failed."""
+    page = admin.post("/settings", {**GOOD_SETTINGS, name: value})
+    assert page.code == 400
+    assert f'id="f-{name}-error">Out of range: {words}.' in page.text
+    assert console.store.load_setting_rows() == {}
+    assert _audit(console, action="settings.set") == []
+
+
+def test_settings_form_shows_a_stored_value_out_of_bounds_and_the_default_in_use(
+        console, admin):
+    """Issue 20 (1): a stored 1000d (an earlier version, or by hand) reads as the default;
+    the form says so next to the field."""
+    console.store.set_setting("emergency.lifetime", "1000d", _event(console))
+    page = admin.get("/settings")
+    assert page.code == 200
+    assert re.search(r'id="f-lifetime-error">[^<]*1000d[^<]*the default 72h', page.text)
+    assert 'name="lifetime" type="text" value="72h"' in page.text
+    # Saving the form as shown replaces the stored row: the warning is gone.
+    assert admin.post("/settings", GOOD_SETTINGS).location == "/settings"
+    assert console.store.load_setting_rows() == {"emergency.lifetime": "72h"}
+    assert "1000d" not in admin.get("/settings").text
+
+
+def _event(console):
+    from radiusd.model import AuditEvent
+    return AuditEvent(at=console.now(), action="settings.set", result="ok", actor="test")
+
+
 def test_settings_form_saves_each_changed_key(console, admin):
     page = admin.post("/settings", {**GOOD_SETTINGS, "codes_per_set": "20",
                                     "allow_user_request": None, "lifetime": "2d"})
@@ -513,6 +579,7 @@ def test_web_and_cli_actions_write_the_same_audit_rows(console, admin):
     admin.post("/users/web-user/pin", {"pin": "1111"})
     console.accounts.set_pin("cli-user", "1111", actor="cli", now=console.now())
     admin.post("/users/web-user/emergency", {"count": "4", "lifetime": "1h"})
+    admin.post("/users/web-user/export")
     cli_prepared = issuing.prepare_set(
         console.store, console.accounts.keys, console.accounts.random,
         console.store.load_settings(), user_name="cli-user", count=4,

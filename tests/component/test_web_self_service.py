@@ -183,3 +183,47 @@ def test_anonymous_self_service_routes_go_to_the_self_service_sign_in(console):
 def test_sign_out(console, alice):
     assert alice.post("/self-service/sign-out").location == "/self-service/sign-in"
     assert alice.get("/self-service/").location == "/self-service/sign-in"
+
+
+def test_a_stored_lifetime_out_of_bounds_issues_the_default_it_promised(console, alice,
+                                                                        prepared_sets):
+    """Issue 20 (1): with `emergency.lifetime = 1000d` stored (accepted by earlier versions),
+    the console promised "valid until about 2029-08-29", then showed the user a CLI flag
+    name instead of her codes. Now the stored value reads as the default (72h): the promise
+    and the set agree, and no page names a flag."""
+    from datetime import timedelta
+
+    from admin_web.app import _when
+    from radiusd.model import AuditEvent
+    console.store.set_setting("emergency.lifetime", "1000d", AuditEvent(
+        at=console.now(), action="settings.set", result="ok", actor="test"))
+    promised = console.now() + timedelta(hours=72)
+    confirm = alice.get("/self-service/emergency")
+    assert f"valid until about <strong>{_when(promised)}</strong>" in confirm.text
+    page = alice.post("/self-service/emergency")
+    assert page.location == "/self-service/codes"
+    [prepared] = prepared_sets
+    assert prepared.emergency.expires_at == promised
+    for shown in (confirm, alice.get("/self-service/codes")):
+        assert "--lifetime" not in shown.text and "--count" not in shown.text
+
+
+def test_the_export_row_is_written_when_the_file_is_downloaded_not_at_issue(console, alice):
+    """Issue 20 (12): a self-service issue wrote `emergency.export destination=download`
+    before any download happened."""
+    def exports():
+        return [r.event for r in console.store.list_audit(action="emergency.export")]
+
+    alice.post("/self-service/emergency")
+    assert [r.event.action for r in console.store.list_audit(user_name="alice")
+            if r.event.action.startswith("emergency.")] == ["emergency.issue"]
+    assert exports() == []
+    alice.post("/self-service/export")
+    [row] = exports()
+    issue = console.store.list_audit(action="emergency.issue")[0].event
+    assert (row.actor, row.user_name, row.detail) == (
+        "self-service:alice", "alice",
+        {"set": issue.detail["set"], "destination": "download"})
+    alice.post("/self-service/done")
+    alice.post("/self-service/export")  # nothing left to download: no row
+    assert len(exports()) == 1

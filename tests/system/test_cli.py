@@ -4,6 +4,7 @@ half-written (SPEC "CLI")."""
 from __future__ import annotations
 
 import stat
+from datetime import datetime, timedelta
 
 import pytest
 
@@ -97,6 +98,68 @@ def test_settings_show_and_set(ready):
     assert run_cli(ready, "settings", "set", "emergency.lifetime", "7d").stdout.strip() == \
         "emergency.lifetime = 7d"
     assert "emergency.lifetime = 7d" in run_cli(ready, "settings", "show").stdout
+
+
+@pytest.mark.parametrize("key,value,words", [
+    ("emergency.lifetime", "1000d", "emergency.lifetime must be between 1m and 90d, not 1000d"),
+    ("emergency.lifetime", "5s", "emergency.lifetime must be between 1m and 90d, not 5s"),
+    ("emergency.codes_per_set", "101", "emergency.codes_per_set must be between 1 and 100"),
+    ("emergency.code_length", "5", "emergency.code_length must be between 6 and 12"),
+])
+def test_settings_set_refuses_a_value_out_of_bounds(ready, key, value, words):
+    """Issue 20 (1): `settings set emergency.lifetime 1000d` was accepted and bricked every
+    issue path afterwards."""
+    before = run_cli(ready, "settings", "show").stdout
+    refused = run_cli(ready, "settings", "set", key, value)
+    _one_line_error(refused, words)
+    assert refused.stderr.count(key) == 1
+    assert run_cli(ready, "settings", "show").stdout == before
+
+
+def _store_by_hand(config, key: str, value: str) -> None:
+    """A stored value no `settings set` accepts (an earlier version's, or typed in SQL)."""
+    from datetime import UTC, datetime
+
+    from radiusd.model import AuditEvent
+    from radiusd.store import Store
+    with Store.open(f"sqlite:///{config.parent / 'radiusd.db'}") as store:
+        store.set_setting(key, value, AuditEvent(at=datetime.now(UTC), action="settings.set",
+                                                 result="ok", actor="test"))
+
+
+def test_a_stored_lifetime_out_of_bounds_warns_and_issues_with_the_default(ready):
+    """Issue 20 (1): with 1000d stored, `emergency issue dave` said `--lifetime must be
+    between 1m and 90d, not 1000d` although no --lifetime was given."""
+    _store_by_hand(ready, "emergency.lifetime", "1000d")
+    assert run_cli(ready, "user", "add", "dave").returncode == 0
+    issued = run_cli(ready, "emergency", "issue", "dave")
+    assert issued.returncode == 0, issued.stderr
+    assert "--lifetime" not in issued.stderr
+    assert "warning: stored setting emergency.lifetime = '1000d' is not used" in issued.stderr
+    assert "the default 72h applies" in issued.stderr
+    header = dict(line.split(":", 1) for line in issued.stdout.splitlines()[:8] if ":" in line)
+    issued_at = datetime.fromisoformat(header["Issued"].strip())
+    valid_until = datetime.fromisoformat(header["Valid until"].strip())
+    assert valid_until - issued_at == timedelta(hours=72)
+    shown = run_cli(ready, "settings", "show")
+    assert "emergency.lifetime = 72h" in shown.stdout and "1000d" in shown.stderr
+    assert run_cli(ready, "settings", "set", "emergency.lifetime", "8h").returncode == 0
+    assert run_cli(ready, "settings", "show").stderr == ""
+
+
+def test_cli_count_and_lifetime_may_exceed_the_policy_within_the_hard_bounds(ready):
+    """Issue 20 (1): the policy is the default, not a cap, on the CLI as in the admin web;
+    beyond the hard bounds, the CLI names its own flags."""
+    assert run_cli(ready, "settings", "set", "emergency.lifetime", "8h").returncode == 0
+    assert run_cli(ready, "settings", "set", "emergency.codes_per_set", "5").returncode == 0
+    assert run_cli(ready, "user", "add", "erin").returncode == 0
+    issued = run_cli(ready, "emergency", "issue", "erin", "--count", "100", "--lifetime", "90d")
+    assert issued.returncode == 0, issued.stderr
+    assert "100. " in issued.stdout
+    _one_line_error(run_cli(ready, "emergency", "issue", "erin", "--lifetime", "91d"),
+                    "--lifetime must be between 1m and 90d, not 91d")
+    _one_line_error(run_cli(ready, "emergency", "issue", "erin", "--count", "101"),
+                    "--count must be between 1 and 100, not 101")
 
 
 def test_bad_command_line_is_one_line_exit_2(ready):

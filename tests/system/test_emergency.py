@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 import socket
@@ -12,7 +13,7 @@ import pytest
 from pyrad import packet
 
 from radius_client import build_request, pyrad_exchange, radclient, send_raw
-from support import ServerProcess, free_udp_port, write_server_config
+from support import ServerProcess, free_udp_port, totp_now, write_server_config
 from system.conftest import SECRET
 
 LEGACY_SECRET = "legacy-nas-secret-0123456789"
@@ -103,6 +104,43 @@ def test_outside_the_perimeter_rejected_and_the_code_still_works_inside(server):
                           "4821" + codes[0]).code == packet.AccessAccept
 
 
+def _attribute_types(reply: bytes) -> list[int]:
+    types, at = [], 20
+    while at < len(reply):
+        types.append(reply[at])
+        at += reply[at + 1]
+    return types
+
+
+def test_a_valid_code_refused_five_times_outside_the_perimeter_locks_nothing(server):
+    """Issue 20 (7): a user who tried her valid code five times from outside the perimeter
+    was locked out of her real token too. Each attempt is a plain Access-Reject (the same
+    as a wrong code's), audited as outside the perimeter and not counted; the code is not
+    used up and the token still works."""
+    seed = b"perimeter-token-seed"
+    codes = _issue(server, "em-away")
+    server.cli_ok("token", "add", "em-away", "--type", "totp", "--serial", "AWAY-1",
+                  "--secret", base64.b32encode(seed).decode())
+    server.cli_ok("user", "add", "em-away-wrong", "--pin", "4821")
+    wrong = build_request(LEGACY_SECRET, "em-away-wrong", "4821" + "0" * 7 + "1",
+                          with_ma=False)
+    wrong_reply = send_raw(wrong.RequestPacket(), server.port, source="127.0.0.2")
+    for _ in range(5):
+        outside = build_request(LEGACY_SECRET, "em-away", "4821" + codes[0], with_ma=False)
+        reply = send_raw(outside.RequestPacket(), server.port, source="127.0.0.2")
+        assert reply is not None and reply[0] == packet.AccessReject
+        # Nothing in the Reply tells the perimeter from a wrong code (SPEC).
+        assert len(reply) == len(wrong_reply)
+        assert _attribute_types(reply) == _attribute_types(wrong_reply)
+    rows = [row for row in _audit(server, "em-away") if row["action"] == "auth"]
+    assert [row["reason"] for row in rows] == ["outside_perimeter"] * 5
+    assert all(row["detail"]["counted"] is False for row in rows)
+    assert re.search(r"(?m)^failures:\s+0$", server.cli_ok("user", "show", "em-away"))
+    assert "codes left:  5 of 5" in server.cli_ok("emergency", "status", "em-away")
+    token = pyrad_exchange(server.port, SECRET, "em-away", "4821" + totp_now(seed))
+    assert token.code == packet.AccessAccept
+
+
 @pytest.mark.parametrize("calling_station_id,expected", [
     ("10.1.2.3", packet.AccessAccept),
     ("192.0.2.44", packet.AccessReject),
@@ -126,10 +164,24 @@ def test_pin_user_must_type_pin_and_no_pin_user_types_code_alone(server):
 
 
 def test_revoked_and_superseded_sets_rejected(server):
+    """Issue 20 (12): superseding writes a revoke row (reason superseded), and a code of
+    the superseded set is logged as one, not as `bad_code`."""
     old = _issue(server, "em-revoke")
     new = [c for _, c in CODE_LINE.findall(server.cli_ok("emergency", "issue", "em-revoke"))]
+    issues = [row for row in _audit(server, "em-revoke") if row["action"] == "emergency.issue"]
+    new_set, old_set = issues[0]["detail"]["set"], issues[1]["detail"]["set"]
+    revoke = next(row for row in _audit(server, "em-revoke")
+                  if row["action"] == "emergency.revoke")
+    assert (revoke["reason"], revoke["actor"]) == ("superseded", "cli")
+    assert revoke["detail"] == {"set": old_set, "codes_left": 5, "replaced_by": new_set}
     assert pyrad_exchange(server.port, SECRET, "em-revoke",
                           "4821" + old[0]).code == packet.AccessReject     # superseded
+    row = _audit(server, "em-revoke")[0]
+    assert row["reason"] == "code_of_replaced_set"
+    assert (row["detail"]["set"], row["detail"]["replaced_by"]) == (old_set, new_set)
+    assert pyrad_exchange(server.port, SECRET, "em-revoke",
+                          "4821" + "0" * 7 + "1").code == packet.AccessReject  # a guess
+    assert _audit(server, "em-revoke")[0]["reason"] == "bad_code"
     server.cli_ok("emergency", "revoke", "em-revoke")
     assert pyrad_exchange(server.port, SECRET, "em-revoke",
                           "4821" + new[0]).code == packet.AccessReject     # revoked

@@ -101,7 +101,7 @@ def test_warning_when_two_or_fewer_codes_left():
     ("other set's code", b"4821" + CODES[0],
      emergency_set(set_id="f" * 32), RejectReason.BAD_CODE),
 ])
-def test_refusals_use_up_nothing_and_count_a_failure(case, password, emergency, reason):
+def test_refusals_use_up_nothing_and_count_at_most_a_failure(case, password, emergency, reason):
     verdict = decide(password, emergency)
     assert isinstance(verdict, Reject) and verdict.reason is reason, case
     assert all(isinstance(c, RecordFailure) for c in verdict.commits)
@@ -229,3 +229,97 @@ def test_an_ended_set_comes_after_the_token(ended, monkeypatch):
     verdict = decide(b"4821" + CODES[1], emergency_set(**ended), tokens=[token()])
     assert isinstance(verdict, Reject)
     assert verdict.reason in (RejectReason.SET_REVOKED, RejectReason.SET_EXPIRED)
+
+
+# --- refused although the code matched (issue 20, 7 and 12) ---------------------------------
+
+OUTSIDE = replace(INSIDE, nas_address="192.0.2.7")
+OLD_SET_ID = "fedcba9876543210fedcba9876543210"
+OLD_CODES = [b"55667788", b"10293847"]
+OLD_HASHES = hash_codes(KEYS, OLD_SET_ID, USER_ID, [Secret(c) for c in OLD_CODES])
+
+
+def replaced_set(*, revoked_reason: str | None = "superseded",
+                 expires_in=timedelta(hours=70)) -> EmergencySet:
+    return replace(emergency_set(set_id=OLD_SET_ID, hashes=OLD_HASHES, expires_in=expires_in),
+                   issued_at=NOW - timedelta(hours=3),
+                   revoked_at=None if revoked_reason is None else NOW - timedelta(hours=1),
+                   revoked_reason=revoked_reason)
+
+
+def decide_with_replaced(password: bytes, replaced: EmergencySet, *, latest=None,
+                         origin=INSIDE):
+    who = subject(emergency_set() if latest is None else latest).with_replaced(replaced)
+    return decide_access(request(password), who, Settings(), KEYS, NOW, origin)
+
+
+@pytest.mark.parametrize("case,verdict,reason", [
+    ("outside the perimeter", lambda: decide(b"4821" + CODES[0], emergency_set(),
+                                             origin=OUTSIDE), RejectReason.OUTSIDE_PERIMETER),
+    ("expired set", lambda: decide(b"4821" + CODES[0], emergency_set(expires_in=timedelta(0))),
+     RejectReason.SET_EXPIRED),
+    ("revoked set", lambda: decide(b"4821" + CODES[0], emergency_set(revoked=True)),
+     RejectReason.SET_REVOKED),
+    ("replaced set", lambda: decide_with_replaced(b"4821" + OLD_CODES[0], replaced_set()),
+     RejectReason.CODE_OF_REPLACED_SET),
+])
+def test_a_matching_code_refused_for_something_else_is_not_counted(case, verdict, reason):
+    """Issue 20 (7): a user who tried her valid code five times from outside the perimeter
+    was locked out of her real token too. A code that matched is no wrong guess: nothing
+    is counted, nothing used up, the audit row has the reason (and says it was not
+    counted); the Reject itself is like any other (no Reply-Message)."""
+    refused = verdict()
+    assert isinstance(refused, Reject) and refused.reason is reason, case
+    assert refused.commits == ()
+    assert refused.detail["counted"] is False
+
+
+@pytest.mark.parametrize("case,password,emergency,reason", [
+    ("wrong PIN", b"9999" + CODES[0], emergency_set(), RejectReason.BAD_PIN),
+    ("wrong code", b"4821" + b"00000001", emergency_set(), RejectReason.BAD_CODE),
+    ("used code", b"4821" + CODES[0], emergency_set(used={0}), RejectReason.CODE_USED),
+    ("wrong PIN outside", b"9999" + CODES[0], emergency_set(), RejectReason.BAD_PIN),
+])
+def test_a_wrong_pin_a_wrong_code_and_a_used_code_still_count(case, password, emergency,
+                                                              reason):
+    """Issue 20 (7): only a matching code refused for the perimeter or an ended set is
+    spared; a guess (or a one-time code sent again) counts as before."""
+    origin = OUTSIDE if "outside" in case else INSIDE
+    refused = decide(password, emergency, origin=origin)
+    assert isinstance(refused, Reject) and refused.reason is reason, case
+    assert refused.commits == (RecordFailure(USER_ID, at=NOW, max_failures=5),)
+    assert "counted" not in refused.detail
+
+
+def test_a_code_of_the_replaced_set_is_told_apart_from_a_wrong_code():
+    """Issue 20 (12): a code of a superseded set was logged as `bad_code`."""
+    refused = decide_with_replaced(b"4821" + OLD_CODES[1], replaced_set())
+    assert isinstance(refused, Reject)
+    assert refused.reason is RejectReason.CODE_OF_REPLACED_SET
+    assert (refused.detail["set"], refused.detail["code"], refused.detail["replaced_by"]) == (
+        OLD_SET_ID, 2, SET_ID)
+    # Without the replaced set in the snapshot, the same digits are just a wrong code.
+    plain = decide(b"4821" + OLD_CODES[1], emergency_set())
+    assert plain.reason is RejectReason.BAD_CODE and plain.commits
+
+
+@pytest.mark.parametrize("revoked_reason,expires_in,reason", [
+    ("revoked by an admin", timedelta(hours=70), RejectReason.SET_REVOKED),
+    ("token used", timedelta(hours=70), RejectReason.SET_REVOKED),
+    (None, timedelta(hours=-1), RejectReason.SET_EXPIRED),
+    (None, timedelta(hours=70), RejectReason.CODE_OF_REPLACED_SET),  # never accepted
+])
+def test_a_code_of_the_earlier_set_says_how_that_set_ended(revoked_reason, expires_in, reason):
+    """Issue 20 (12): the earlier set ended before the new one came (an admin revoked it,
+    the token came back, it expired): its own reason, never an Accept."""
+    refused = decide_with_replaced(b"4821" + OLD_CODES[0],
+                                   replaced_set(revoked_reason=revoked_reason,
+                                                expires_in=expires_in))
+    assert isinstance(refused, Reject) and refused.reason is reason
+    assert refused.commits == ()
+
+
+def test_the_latest_set_still_accepts_beside_a_replaced_one():
+    """Issue 20 (12): loading the earlier set changes nothing for the latest one's codes."""
+    verdict = decide_with_replaced(b"4821" + CODES[2], replaced_set())
+    assert isinstance(verdict, Accept) and verdict.authenticator == f"emergency:{SET_ID}"

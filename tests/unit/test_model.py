@@ -39,3 +39,14 @@ def test_with_emergency_keeps_every_other_field_of_the_subject():
     copy = subject.with_emergency(emergency)
     assert copy == dataclasses.replace(subject, emergency=emergency)
     assert copy.emergency is emergency and subject.emergency is None
+
+
+def test_with_replaced_keeps_every_other_field_of_the_subject():
+    """Issue 20 (12): the set before the latest one rides on the subject, copied by hand."""
+    token = Token(id=1, serial="S1", kind=TokenKind.TOTP, digits=6, period=30,
+                  sealed_seed=b"seed", last_used=4)
+    subject = distinct(Subject, tokens=(token,), replaced=None, locked_at=NOW)
+    replaced = distinct(EmergencySet, issued_at=NOW, expires_at=NOW, codes=())
+    copy = subject.with_replaced(replaced)
+    assert copy == dataclasses.replace(subject, replaced=replaced)
+    assert copy.with_emergency(None) == dataclasses.replace(copy, emergency=None)
