@@ -17,6 +17,7 @@ Must not import: sqlalchemy, pyrad. Must not know: SQL, sockets (``server.py`` l
 from __future__ import annotations
 
 import csv
+import inspect
 import io
 import json
 from collections import Counter
@@ -29,6 +30,7 @@ from urllib.parse import quote, urlencode
 import segno
 from jinja2 import Environment, PackageLoader, select_autoescape
 from klein import Klein
+from twisted.internet.defer import Deferred
 from markupsafe import Markup
 from twisted.logger import Logger
 from twisted.web.resource import IResource, Resource
@@ -47,6 +49,7 @@ from radiusd.emergency import issuing
 from radiusd.emergency.rules import SetStatus, set_status
 from radiusd.errors import NotFound, NotInitialised, StoreUnavailable, UsageError
 from radiusd.model import AuditEvent, RandomSource, Secret
+from radiusd.model import ADMIN_ACCOUNT, USER_ACCOUNT, WebAccount
 from radiusd.settings import Settings
 
 RunDb = Callable[..., Awaitable[Any]]
@@ -116,8 +119,13 @@ class _GuardedKlein(Klein):
     """
 
     def execute_endpoint(self, endpoint: str, request, *args: Any, **kwargs: Any):
-        self._instance.authorize(endpoint, request)
-        return super().execute_endpoint(endpoint, request, *args, **kwargs)
+        async def guarded():
+            # authorize re-reads the session's account through run_db (issue 20, 4).
+            await self._instance.authorize(endpoint, request)
+            result = Klein.execute_endpoint(self, endpoint, request, *args, **kwargs)
+            return (await result) if inspect.isawaitable(result) else result
+
+        return Deferred.fromCoroutine(guarded())
 
 
 class _SecurityHeaders(Resource):
@@ -287,8 +295,13 @@ class AdminWeb:
     def area_of(endpoint: str) -> str:
         return SELF_SERVICE if endpoint.startswith(SELF_SERVICE_PREFIX) else ADMIN
 
-    def authorize(self, endpoint: str, request) -> None:
+    async def authorize(self, endpoint: str, request) -> None:
         """Let the request reach ``endpoint`` or raise.
+
+        A signed-in session is valid only while its account is: it still exists (the same
+        account, not a re-created name), is not disabled, and has the generation it had at
+        sign-in (a password change, a disable, a reset second factor change it). One small
+        query per request, in the DB pool (issue 20, 4). A session that fails ends here.
 
         Raises:
             SignInRequired: no signed-in session of the endpoint's console.
@@ -296,6 +309,11 @@ class AdminWeb:
         """
         area = self.area_of(endpoint)
         session = self._session(request, area)
+        if session is not None and session.is_signed_in \
+                and not await self._is_account_current(session):
+            self.sessions.end(session)
+            self._clear_cookie(request, area)
+            session = None
         if endpoint not in PUBLIC_ENDPOINTS and (session is None or not session.is_signed_in):
             raise SignInRequired(area)
         if request.method == b"POST":
@@ -303,6 +321,15 @@ class AdminWeb:
             # the sign-in page opened (login CSRF).
             if session is None or not session.is_csrf_valid(_args(request).get("csrf")):
                 raise Forbidden()
+
+    async def _is_account_current(self, session: Session) -> bool:
+        if session.stamp is None:
+            return False
+        kind = ADMIN_ACCOUNT if session.area == ADMIN else USER_ACCOUNT
+        account = await self.run_db(lambda: self.store.find_web_account(
+            kind, account_id=session.stamp[0]))
+        return (account is not None and not account.is_disabled
+                and account.stamp == session.stamp)
 
     def _session(self, request, area: str) -> Session | None:
         name, _path = COOKIE[area]
@@ -432,16 +459,10 @@ class AdminWeb:
     def _has_admin(self) -> bool:
         return self.store.count_admins() > 0
 
-    def _stored_password(self, area: str, name: str) -> tuple[str | None, bool]:
-        """In the DB pool: the stored password hash (None: no such account) and whether
-        the (self-service) user is disabled."""
-        try:
-            if area == ADMIN:
-                return self.store.get_admin_password_hash(name), False
-            stored = self.store.get_password_hash(name)
-            return stored, stored is not None and self.store.get_user(name).is_disabled
-        except NotFound:
-            return None, False
+    def _find_account(self, area: str, name: str) -> WebAccount | None:
+        """In the DB pool: the account signing in (None: no such account)."""
+        return self.store.find_web_account(ADMIN_ACCOUNT if area == ADMIN else USER_ACCOUNT,
+                                           name=name)
 
     def _audit_sign_in(self, area: str, name: str, reason: str | None, client: str,
                        now: datetime) -> None:
@@ -460,24 +481,27 @@ class AdminWeb:
         self.store.write_audit(event)
 
     async def _check_sign_in(self, area: str, name: str, password: Secret, client: str,
-                             now: datetime, is_throttled: bool) -> str | None:
+                             now: datetime, is_throttled: bool
+                             ) -> tuple[str | None, WebAccount | None]:
         """Verify the password and write the audit row.
 
         Returns:
-            None when signed in, else the reason (``throttled``, ``bad_credentials``,
-            ``disabled``) as written to the audit row.
+            ``(None, account)`` when the password is right, else the reason
+            (``throttled``, ``bad_credentials``, ``disabled``) as written to the audit row.
         """
         reason: str | None = "throttled"
+        account = None
         if not is_throttled:
-            stored, is_disabled = await self.run_db(self._stored_password, area, name)
+            account = await self.run_db(self._find_account, area, name)
+            stored = account.password_hash if account is not None else None
             # Unknown names cost as much as wrong passwords: no timing oracle for names.
             is_valid = await self.run_cpu(verify_password, password,
                                           stored or self._dummy()) and stored is not None
             reason = None if is_valid else "bad_credentials"
-            if is_valid and is_disabled:
+            if is_valid and account.is_disabled:
                 reason = "disabled"
         await self.run_db(self._audit_sign_in, area, name, reason, client, now)
-        return reason
+        return reason, account if reason is None else None
 
     async def _sign_in(self, request, area: str, page: str) -> bytes:
         session = self._open_session(request, area)
@@ -485,8 +509,8 @@ class AdminWeb:
         form = forms.sign_in(values, page)
         client = _client(request)
         is_throttled = self.throttle.is_blocked(area, form.name, client)
-        reason = await self._check_sign_in(area, form.name, form.password, client,
-                                           self._now(), is_throttled)
+        reason, account = await self._check_sign_in(area, form.name, form.password, client,
+                                                    self._now(), is_throttled)
         if reason == "throttled":
             raise forms.FormInvalid(page, {"": "Too many failed sign-ins. Wait five minutes "
                                                "and try again."}, values)
@@ -497,7 +521,7 @@ class AdminWeb:
             self.throttle.record_failure(area, form.name, client)
             raise forms.FormInvalid(page, {"": "Wrong user name or password."}, values)
         self.throttle.record_success(area, form.name)
-        signed_in = self.sessions.sign_in(session, form.name)
+        signed_in = self.sessions.sign_in(session, form.name, stamp=account.stamp)
         self._set_cookie(request, signed_in)
         return _redirect(request, HOME_URL[area])
 

@@ -1,9 +1,11 @@
 """Server-side sessions of the web consoles and the sign-in throttle.
 
 Owns: sessions kept in memory, keyed by a random id (the cookie holds nothing else), their
-idle expiry, the CSRF token of each session, the plaintext that must outlive one response
-for a few minutes (the codes of a set just issued, the URI of a token just generated), and
-the count of failed sign-ins per account and per client address.
+idle expiry, the CSRF token of each session, the account stamp a signed-in session was
+opened for (``WebAccount.stamp``: compared with the account on every request), the
+plaintext that must outlive one response for a few minutes (the codes of a set just
+issued, the URI of a token just generated), and the count of failed sign-ins per account
+and per client address.
 
 Time is the injected clock (``IReactorTime.seconds``), randomness the injected
 ``RandomSource``: tests use ``task.Clock`` and a seeded fake.
@@ -71,6 +73,8 @@ class Session:
     csrf: str
     last_seen: float
     principal: str | None = None
+    # WebAccount.stamp of the principal at sign-in (None: the session predates it).
+    stamp: tuple | None = None
     notices: list[str] = field(default_factory=list)
     codes: dict[str, PendingCodes] = field(default_factory=dict)
     tokens: dict[str, PendingToken] = field(default_factory=dict)
@@ -142,14 +146,20 @@ class SessionStore:
         self._sessions[session_id] = session
         return session
 
-    def sign_in(self, session: Session, principal: str) -> Session:
+    def sign_in(self, session: Session | None, principal: str, area: str | None = None,
+                *, stamp: tuple | None = None) -> Session:
         """A new session (new id and CSRF token) for ``principal``; the old one ends.
 
         A new id at sign-in defeats session fixation (OWASP Session Management).
+        ``stamp``: the account's ``WebAccount.stamp``, compared on every request.
         """
-        self.end(session)
-        signed_in = self.new(session.area)
+        if session is not None:
+            self.end(session)
+            area = session.area
+        assert area is not None
+        signed_in = self.new(area)
         signed_in.principal = principal
+        signed_in.stamp = stamp
         return signed_in
 
     def end(self, session: Session) -> None:

@@ -15,7 +15,9 @@ from typing import Any, Callable, Mapping
 
 from treq.testing import StubTreq
 from twisted.internet import defer, task
+from twisted.internet.address import IPv4Address
 from twisted.python.failure import Failure
+from twisted.web.resource import Resource
 
 from admin_web.app import AdminWeb
 from radiusd.accounts import Accounts
@@ -59,16 +61,37 @@ class Page:
         return match.group(1)
 
 
+class _FromAddress(Resource):
+    """The wrapped resource, seen from another client address (StubTreq always uses
+    127.0.0.1)."""
+
+    isLeaf = True
+
+    def __init__(self, wrapped: Any, address: str):
+        super().__init__()
+        self._wrapped, self._address = wrapped, address
+
+    def render(self, request):
+        request.client = IPv4Address("TCP", self._address, 40000)
+        return self._wrapped.render(request)
+
+
 @dataclass
 class WebClient:
-    """A cookie-keeping client of one resource; every call returns a ``Page`` at once."""
+    """A cookie-keeping client of one resource; every call returns a ``Page`` at once.
+
+    ``address``: the client address the server sees (default StubTreq's 127.0.0.1).
+    """
 
     resource: Any
     cookies: dict[str, str] = field(default_factory=dict)
     csrf: str | None = None  # the last CSRF token seen on a page
+    address: str | None = None
 
     def __post_init__(self):
-        self.stub = StubTreq(self.resource)
+        resource = self.resource if self.address is None else _FromAddress(self.resource,
+                                                                           self.address)
+        self.stub = StubTreq(resource)
 
     def _wait(self, d: defer.Deferred) -> Any:
         results: list = []
@@ -127,8 +150,8 @@ class Console:
     accounts: Accounts
     clock: task.Clock
 
-    def client(self) -> WebClient:
-        return WebClient(self.web.resource())
+    def client(self, address: str | None = None) -> WebClient:
+        return WebClient(self.web.resource(), address=address)
 
     def now(self) -> datetime:
         return datetime.fromtimestamp(self.clock.seconds(), UTC)

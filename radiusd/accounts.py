@@ -40,6 +40,12 @@ def _checked_pin(pin: str) -> Secret:
     return Secret(pin)
 
 
+def check_admin_password(password: Secret) -> None:
+    """Raises UsageError: the admin password is under 12 characters."""
+    if len(password) < 12:
+        raise UsageError("the admin password must have at least 12 characters")
+
+
 @dataclass(frozen=True, slots=True)
 class NewToken:
     """A token just added: the admin-visible info and its provisioning URI (shown once)."""
@@ -69,6 +75,12 @@ class Accounts:
         return AuditEvent(at=now, action=action, result="ok", actor=actor, user_name=user_name,
                           node=self.node, detail=detail)
 
+    def _first_generation(self) -> int:
+        """A random first ``generation`` (``model.WebAccount``): SQLite may give a
+        re-created account the id of a deleted one, and a session of that one must not
+        match the new account (issue 20, 4)."""
+        return int.from_bytes(self.random(4), "big")
+
     # --- users ---------------------------------------------------------------------------
 
     def add_user(self, name: str, *, pin: str | None, password: Secret | None, actor: str,
@@ -89,7 +101,8 @@ class Accounts:
         self.store.add_user(name, pin_hash=pin_hash, password_hash=password_hash, at=now,
                             audit=self._event(now, "user.add", actor, name,
                                               has_pin=pin is not None,
-                                              has_password=password is not None))
+                                              has_password=password is not None),
+                            generation=self._first_generation())
         return self.store.get_user(name)
 
     def set_pin(self, name: str, pin: str | None, *, actor: str, now: datetime) -> None:
@@ -223,7 +236,32 @@ class Accounts:
     def add_admin(self, name: str, password: Secret, *, actor: str, now: datetime) -> None:
         """Raises UsageError (bad name, password under 12 characters), AlreadyExists."""
         validate_user_name(name)
-        if len(password) < 12:
-            raise UsageError("the admin password must have at least 12 characters")
+        check_admin_password(password)
         self.store.add_admin(name, hash_password(password, self.random), now,
-                             self._event(now, "admin.add", actor, None, admin=name))
+                             self._event(now, "admin.add", actor, None, admin=name),
+                             generation=self._first_generation())
+
+    def list_admins(self):
+        """Every admin (``model.WebAccount`` without password hash or seed), by name."""
+        return self.store.list_admins()
+
+    def delete_admin(self, name: str, *, actor: str, now: datetime) -> None:
+        """Delete an admin; her open sessions end on their next request.
+
+        Raises:
+            NotFound: no such admin. UsageError: the last admin (never deleted).
+        """
+        self.store.delete_admin(name, self._event(now, "admin.delete", actor, None,
+                                                  admin=name))
+
+    def set_admin_password(self, name: str, password: Secret, *, actor: str,
+                           now: datetime) -> int:
+        """Change an admin's password; her open sessions end (new generation, returned).
+
+        Raises:
+            UsageError: a password the rules refuse. NotFound: no such admin.
+        """
+        check_admin_password(password)
+        return self.store.set_admin_password(
+            name, hash_password(password, self.random),
+            self._event(now, "admin.set_password", actor, None, admin=name))
