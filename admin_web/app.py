@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Awaitable, Callable, Mapping
-from urllib.parse import quote, urlencode
+from urllib.parse import parse_qs, quote, urlencode
 
 import segno
 from jinja2 import Environment, PackageLoader, select_autoescape
@@ -41,7 +41,7 @@ from werkzeug.routing import RequestRedirect
 from admin_web import forms
 from admin_web.sessions import (ADMIN, CODES_KEPT_FOR, PROVISIONING_KEPT_FOR, SELF_SERVICE,
                                 PendingCodes, PendingToken, Session, SessionStore,
-                                SignInThrottle)
+                                SignInThrottle, SignInTokens)
 from radiusd.accounts import Accounts
 from radiusd.crypto import Keys, hash_password, verify_password
 from radiusd.duration import format_duration
@@ -78,6 +78,10 @@ SIGN_IN_URL = {ADMIN: "/sign-in", SELF_SERVICE: "/self-service/sign-in"}
 HOME_URL = {ADMIN: "/", SELF_SERVICE: "/self-service/"}
 COOKIE = {ADMIN: (b"radiusd_admin", b"/"),
           SELF_SERVICE: (b"radiusd_self_service", b"/self-service/")}
+# The sign-in forms' stateless CSRF token (SignInTokens), only sent back to the sign-in POST.
+SIGN_IN_COOKIE = {ADMIN: (b"radiusd_admin_sign_in", b"/sign-in"),
+                  SELF_SERVICE: (b"radiusd_self_service_sign_in", b"/self-service/sign-in")}
+SIGN_IN_ENDPOINTS = frozenset({"sign_in", "self_service_sign_in"})
 
 STATIC = Path(__file__).resolve().parent / "static"
 AUDIT_CSV_LIMIT = 100_000
@@ -218,6 +222,24 @@ def _args(request) -> dict[str, str]:
     return values
 
 
+def _body_field(request, name: str) -> str | None:
+    """A field of the POST body, never of the query string (Twisted's ``request.args``
+    merges both): a CSRF token in a URL leaks through logs and Referer (issue 20, 11)."""
+    content_type = (request.getHeader(b"content-type") or "")
+    if isinstance(content_type, bytes):
+        content_type = content_type.decode("latin-1")
+    if content_type.split(";", 1)[0].strip().lower() != "application/x-www-form-urlencoded":
+        return None
+    content = request.content
+    if content is None:
+        return None
+    content.seek(0)
+    body = content.read()
+    content.seek(0)
+    values = parse_qs(body, keep_blank_values=True).get(name.encode("ascii"))
+    return values[0].decode("utf-8", "replace") if values else None
+
+
 def _client(request) -> str:
     address = request.getClientAddress()
     return getattr(address, "host", None) or "unknown"
@@ -265,6 +287,7 @@ class AdminWeb:
         self.node = node
         self.is_tls = is_tls
         self.sessions = SessionStore(clock, random)
+        self.sign_in_tokens = SignInTokens(clock, random)
         self.throttle = SignInThrottle(clock)
         self._stylesheet = (STATIC / "style.css").read_bytes()
         self._dummy_hash: str | None = None
@@ -317,9 +340,16 @@ class AdminWeb:
         if endpoint not in PUBLIC_ENDPOINTS and (session is None or not session.is_signed_in):
             raise SignInRequired(area)
         if request.method == b"POST":
-            # The sign-in form is protected too: its token lives in the anonymous session
-            # the sign-in page opened (login CSRF).
-            if session is None or not session.is_csrf_valid(_args(request).get("csrf")):
+            token = _body_field(request, "csrf")
+            if endpoint in SIGN_IN_ENDPOINTS:
+                # The sign-in form is protected too (login CSRF), by a token that needs no
+                # server-side session: a flood of sign-in page views evicts nothing.
+                name, _path = SIGN_IN_COOKIE[area]
+                cookie = request.getCookie(name)
+                if not self.sign_in_tokens.is_valid(
+                        area, token, cookie.decode("ascii", "replace") if cookie else None):
+                    raise Forbidden()
+            elif session is None or not session.is_csrf_valid(token):
                 raise Forbidden()
 
     async def _is_account_current(self, session: Session) -> bool:
@@ -352,14 +382,13 @@ class AdminWeb:
         request.addCookie(name, b"", path=path, max_age=b"0", httpOnly=True,
                           secure=self.is_tls or None, sameSite="strict")
 
-    def _open_session(self, request, area: str) -> Session:
-        """The request's session of ``area``, or a new anonymous one (cookie set once)."""
-        session = self._session(request, area) or getattr(request, "radiusd_opened", None)
-        if session is None or session.area != area:
-            session = self.sessions.new(area)
-            self._set_cookie(request, session)
-            request.radiusd_opened = session
-        return session
+    def _sign_in_token(self, request, area: str) -> str:
+        """A new stateless CSRF token for a sign-in form, also set as its cookie."""
+        token = self.sign_in_tokens.issue(area)
+        name, path = SIGN_IN_COOKIE[area]
+        request.addCookie(name, token.encode("ascii"), path=path, httpOnly=True,
+                          secure=self.is_tls or None, sameSite="strict")
+        return token
 
     def _now(self) -> datetime:
         return datetime.fromtimestamp(self.clock.seconds(), UTC)
@@ -504,7 +533,7 @@ class AdminWeb:
         return reason, account if reason is None else None
 
     async def _sign_in(self, request, area: str, page: str) -> bytes:
-        session = self._open_session(request, area)
+        session = self._session(request, area)
         values = _args(request)
         form = forms.sign_in(values, page)
         client = _client(request)
@@ -520,8 +549,8 @@ class AdminWeb:
         if reason is not None:
             self.throttle.record_failure(area, form.name, client)
             raise forms.FormInvalid(page, {"": "Wrong user name or password."}, values)
-        self.throttle.record_success(area, form.name)
-        signed_in = self.sessions.sign_in(session, form.name, stamp=account.stamp)
+        self.throttle.record_success(area, form.name, client)
+        signed_in = self.sessions.sign_in(session, form.name, area, stamp=account.stamp)
         self._set_cookie(request, signed_in)
         return _redirect(request, HOME_URL[area])
 
@@ -571,15 +600,15 @@ class AdminWeb:
 
     @app.route("/sign-in", methods=["GET"], endpoint="sign_in_page")
     async def sign_in_page(self, request):
-        session = self._open_session(request, ADMIN)
-        if session.is_signed_in:
+        session = self._session(request, ADMIN)
+        if session is not None and session.is_signed_in:
             return _redirect(request, "/")
         return await self._admin_sign_in_form(request, None)
 
     async def _admin_sign_in_form(self, request, form: forms.FormInvalid | None) -> str:
-        session = self._open_session(request, ADMIN)
         has_admin = await self.run_db(self._has_admin)
-        return self._render(request, "sign_in.html", area=ADMIN, session=session,
+        return self._render(request, "sign_in.html", area=ADMIN,
+                            csrf_token=self._sign_in_token(request, ADMIN),
                             status=400 if form else 200, has_admin=has_admin,
                             action=SIGN_IN_URL[ADMIN], title="Sign in",
                             errors=form.errors if form else {},
@@ -964,15 +993,15 @@ class AdminWeb:
 
     @app.route("/self-service/sign-in", methods=["GET"], endpoint="self_service_sign_in_page")
     async def self_service_sign_in_page(self, request):
-        session = self._open_session(request, SELF_SERVICE)
-        if session.is_signed_in:
+        session = self._session(request, SELF_SERVICE)
+        if session is not None and session.is_signed_in:
             return _redirect(request, HOME_URL[SELF_SERVICE])
         return await self._self_sign_in_form(request, None)
 
     async def _self_sign_in_form(self, request, form: forms.FormInvalid | None) -> str:
-        session = self._open_session(request, SELF_SERVICE)
         await self._policy()
-        return self._render(request, "sign_in.html", area=SELF_SERVICE, session=session,
+        return self._render(request, "sign_in.html", area=SELF_SERVICE,
+                            csrf_token=self._sign_in_token(request, SELF_SERVICE),
                             status=400 if form else 200, has_admin=True,
                             action=SIGN_IN_URL[SELF_SERVICE], title="Self-Service sign in",
                             errors=form.errors if form else {},

@@ -25,7 +25,7 @@ from radiusd.crypto import Keys
 from radiusd.model import RandomSource, Secret
 
 START = 1_800_000_000.0  # 2027-01-15: a fixed "now" for every test
-_CSRF = re.compile(r'name="csrf" value="([0-9a-f]+)"')
+_CSRF = re.compile(r'name="csrf" value="([0-9a-f.]+)"')
 
 
 def synchronous_run_db(fn: Callable[..., Any], *args: Any) -> defer.Deferred:
@@ -160,9 +160,10 @@ class Console:
         self.accounts.add_admin(name, Secret(password), actor="cli", now=self.now())
 
     def signed_in(self, name: str = "root", password: str = "correct horse battery",
-                  area: str = "admin") -> WebClient:
-        """A client signed in as ``name`` (admin, or self-service user)."""
-        client = self.client()
+                  area: str = "admin", *, client: WebClient | None = None) -> WebClient:
+        """A client (new, or ``client``) signed in as ``name`` (admin, or self-service
+        user)."""
+        client = client or self.client()
         prefix = "/self-service" if area != "admin" else ""
         client.get(f"{prefix}/sign-in")
         page = client.post(f"{prefix}/sign-in", {"name": name, "password": password})

@@ -110,3 +110,96 @@ def test_the_account_check_runs_in_the_database_pool(store):
     calls.clear()
     admin.get("/users/nobody/print")  # a page that itself needs no database
     assert len(calls) == 1
+
+
+# --- issue 20 (11): the sign-in forms and their throttle ------------------------------------
+
+
+def test_a_csrf_token_in_the_query_string_is_refused(console, admin):
+    """Issue 20 (11): the CSRF token counts only in the POST body."""
+    token = admin.csrf
+    page = admin.post(f"/users/alice/unlock?csrf={token}", {}, csrf=False)
+    assert page.code == 403
+    page = admin.post(f"/sign-out?csrf={token}", {}, csrf=False)
+    assert page.code == 403 and _is_signed_in(admin)
+    anonymous = console.client()
+    form = anonymous.get("/sign-in")
+    page = anonymous.post(f"/sign-in?csrf={form.csrf}",
+                          {"name": "root", "password": ADMIN_PASSWORD}, csrf=False)
+    assert page.code == 403
+
+
+def test_ten_thousand_anonymous_sign_in_pages_do_not_break_an_open_form(console):
+    """Issue 20 (11): the sign-in form's token needs no server-side session, so a flood of
+    sign-in page views evicts nothing."""
+    early = console.client()
+    early.get("/sign-in")
+    flood = console.client()
+    for _ in range(10_000):
+        flood.cookies.clear()
+        flood.get("/sign-in")
+    assert len(console.web.sessions) == 0
+    page = early.post("/sign-in", {"name": "root", "password": ADMIN_PASSWORD})
+    assert page.code == 303, page.text
+
+
+def test_a_sign_in_token_works_only_with_its_own_cookie_and_console(console):
+    """Issue 20 (11): the stateless token is a double submit: field and cookie agree."""
+    one, other = console.client(), console.client()
+    one.get("/sign-in")
+    other.get("/sign-in")
+    page = other.post("/sign-in", {"name": "root", "password": ADMIN_PASSWORD},
+                      csrf=one.csrf)
+    assert page.code == 403
+    user = console.client()
+    user.get("/self-service/sign-in")
+    user.cookies["radiusd_admin_sign_in"] = user.cookies["radiusd_self_service_sign_in"]
+    page = user.post("/sign-in", {"name": "root", "password": ADMIN_PASSWORD})
+    assert page.code == 403
+    console.clock.advance(3600)  # an hour-old form has expired
+    page = one.post("/sign-in", {"name": "root", "password": ADMIN_PASSWORD})
+    assert page.code == 403
+
+
+def _fail(client, path, name, times):
+    client.get(path)
+    for _ in range(times):
+        page = client.post(path, {"name": name, "password": "a wrong password"})
+        assert page.code == 400
+
+
+@pytest.mark.parametrize(("path", "name", "password"), [
+    ("/sign-in", "root", ADMIN_PASSWORD),
+    ("/self-service/sign-in", "alice", PASSWORD),
+], ids=["admin", "self-service"])
+def test_wrong_passwords_from_one_address_do_not_lock_the_owner_out_elsewhere(
+        console, path, name, password):
+    """Issue 20 (11): five failures block the pair account + address only."""
+    guesser = console.client("192.0.2.66")
+    _fail(guesser, path, name, 5)
+    page = guesser.post(path, {"name": name, "password": password})
+    assert "Too many failed sign-ins" in page.text
+    owner = console.client("198.51.100.7")
+    owner.get(path)
+    page = owner.post(path, {"name": name, "password": password})
+    assert page.code == 303, page.text
+
+
+@pytest.mark.parametrize(("path", "name", "password"), [
+    ("/sign-in", "root", ADMIN_PASSWORD),
+    ("/self-service/sign-in", "alice", PASSWORD),
+], ids=["admin", "self-service"])
+def test_fifty_failures_from_many_addresses_block_the_account(console, path, name,
+                                                              password):
+    """Issue 20 (11): the account-wide limit (50 in five minutes) stops spread guessing."""
+    for number in range(12):
+        _fail(console.client(f"203.0.113.{number}"), path, name, 4)
+    owner = console.client("198.51.100.7")
+    owner.get(path)
+    assert owner.post(path, {"name": name, "password": password}).code == 303
+    for number in range(12, 13):
+        _fail(console.client(f"203.0.113.{number}"), path, name, 2)  # 50 in all
+    late = console.client("198.51.100.8")
+    late.get(path)
+    page = late.post(path, {"name": name, "password": password})
+    assert "Too many failed sign-ins" in page.text
