@@ -16,6 +16,7 @@ Must not import: sqlalchemy, pyrad. Must not know: SQL, sockets (``server.py`` l
 
 from __future__ import annotations
 
+import base64
 import csv
 import inspect
 import io
@@ -40,11 +41,13 @@ from werkzeug.routing import RequestRedirect
 
 from admin_web import forms
 from admin_web.sessions import (ADMIN, CODES_KEPT_FOR, PROVISIONING_KEPT_FOR, SELF_SERVICE,
-                                PendingCodes, PendingToken, Session, SessionStore,
-                                SignInThrottle, SignInTokens)
-from radiusd.accounts import Accounts
+                                PendingCodes, PendingSignIn, PendingToken, Session,
+                                SessionStore, SignInThrottle, SignInTokens)
+from radiusd import otp
+from radiusd.accounts import Accounts, check_admin_password
 from radiusd.crypto import Keys, hash_password, verify_password
 from radiusd.duration import format_duration
+from radiusd.passwords import ADMIN_MIN_LENGTH
 from radiusd.emergency import issuing
 from radiusd.emergency.rules import SetStatus, set_status
 from radiusd.errors import NotFound, NotInitialised, StoreUnavailable, UsageError
@@ -72,7 +75,12 @@ SECURITY_HEADERS: Mapping[bytes, bytes] = {
 PUBLIC_ENDPOINTS = frozenset({
     "sign_in_page", "sign_in", "stylesheet",
     "self_service_sign_in_page", "self_service_sign_in",
+    # An admin's second sign-in step: each needs the session a right password opened
+    # (``_pending_sign_in``), which is not signed in yet.
+    "sign_in_code_page", "sign_in_code", "sign_in_enrol_page", "sign_in_enrol",
 })
+# An admin has this long, after her password, to type her code or enrol her TOTP.
+SECOND_FACTOR_WITHIN = 10 * 60.0
 SELF_SERVICE_PREFIX = "self_service"  # endpoints of the self-service console
 SIGN_IN_URL = {ADMIN: "/sign-in", SELF_SERVICE: "/self-service/sign-in"}
 HOME_URL = {ADMIN: "/", SELF_SERVICE: "/self-service/"}
@@ -267,6 +275,8 @@ class AdminWeb:
         random: randomness for session ids, CSRF tokens, codes and seeds.
         node: this server's name in audit rows.
         is_tls: served over HTTPS: cookies get ``Secure``.
+        require_totp: admins sign in with password and their own TOTP
+            (``[admin_web] require_totp``).
     """
 
     app = _GuardedKlein()
@@ -274,7 +284,7 @@ class AdminWeb:
 
     def __init__(self, *, store, keys: Keys, accounts: Accounts, run_db: RunDb, clock,
                  random: RandomSource, node: str, is_tls: bool = False,
-                 run_cpu: RunDb | None = None):
+                 run_cpu: RunDb | None = None, require_totp: bool = True):
         self.store = store
         self.keys = keys
         self.accounts = accounts
@@ -286,6 +296,7 @@ class AdminWeb:
         self.random = random
         self.node = node
         self.is_tls = is_tls
+        self.require_totp = require_totp
         self.sessions = SessionStore(clock, random)
         self.sign_in_tokens = SignInTokens(clock, random)
         self.throttle = SignInThrottle(clock)
@@ -306,6 +317,9 @@ class AdminWeb:
             "user": self._user_form,
             "settings": self._settings_form,
             "audit": self._audit_form,
+            "admin_code": self._sign_in_code_form,
+            "admin_enrol": self._sign_in_enrol_form,
+            "account": self._account_form,
         }
 
     def resource(self) -> IResource:
@@ -494,14 +508,15 @@ class AdminWeb:
                                            name=name)
 
     def _audit_sign_in(self, area: str, name: str, reason: str | None, client: str,
-                       now: datetime) -> None:
-        """In the DB pool: the audit row of one sign-in attempt."""
+                       now: datetime, step: str | None = None) -> None:
+        """In the DB pool: the audit row of one sign-in attempt (``step``: ``totp`` or
+        ``enrol_totp`` for an admin's second step)."""
         if area == ADMIN:
             event = AuditEvent(at=now, action="admin.sign_in",
                                result="ok" if reason is None else "reject",
                                actor=f"admin:{name}" if reason is None else "web",
                                reason=reason, client=client, node=self.node,
-                               detail={"admin": name})
+                               detail={"admin": name, **({"step": step} if step else {})})
         else:
             event = AuditEvent(at=now, action="self_service.sign_in",
                                result="ok" if reason is None else "reject",
@@ -510,9 +525,10 @@ class AdminWeb:
         self.store.write_audit(event)
 
     async def _check_sign_in(self, area: str, name: str, password: Secret, client: str,
-                             now: datetime, is_throttled: bool
+                             now: datetime, is_throttled: bool, *, is_last_step: bool = True
                              ) -> tuple[str | None, WebAccount | None]:
-        """Verify the password and write the audit row.
+        """Verify the password and write the audit row (a right password writes none when
+        a second step follows: that step writes it).
 
         Returns:
             ``(None, account)`` when the password is right, else the reason
@@ -529,7 +545,8 @@ class AdminWeb:
             reason = None if is_valid else "bad_credentials"
             if is_valid and account.is_disabled:
                 reason = "disabled"
-        await self.run_db(self._audit_sign_in, area, name, reason, client, now)
+        if reason is not None or is_last_step:
+            await self.run_db(self._audit_sign_in, area, name, reason, client, now)
         return reason, account if reason is None else None
 
     async def _sign_in(self, request, area: str, page: str) -> bytes:
@@ -538,8 +555,10 @@ class AdminWeb:
         form = forms.sign_in(values, page)
         client = _client(request)
         is_throttled = self.throttle.is_blocked(area, form.name, client)
+        has_second_step = area == ADMIN and self.require_totp
         reason, account = await self._check_sign_in(area, form.name, form.password, client,
-                                                    self._now(), is_throttled)
+                                                    self._now(), is_throttled,
+                                                    is_last_step=not has_second_step)
         if reason == "throttled":
             raise forms.FormInvalid(page, {"": "Too many failed sign-ins. Wait five minutes "
                                                "and try again."}, values)
@@ -549,8 +568,14 @@ class AdminWeb:
         if reason is not None:
             self.throttle.record_failure(area, form.name, client)
             raise forms.FormInvalid(page, {"": "Wrong user name or password."}, values)
-        self.throttle.record_success(area, form.name, client)
-        signed_in = self.sessions.sign_in(session, form.name, area, stamp=account.stamp)
+        if has_second_step:
+            return self._start_second_step(request, session, account)
+        return self._finish_sign_in(request, session, area, account, client)
+
+    def _finish_sign_in(self, request, session: Session | None, area: str,
+                        account: WebAccount, client: str) -> bytes:
+        self.throttle.record_success(area, account.name, client)
+        signed_in = self.sessions.sign_in(session, account.name, area, stamp=account.stamp)
         self._set_cookie(request, signed_in)
         return _redirect(request, HOME_URL[area])
 
@@ -681,7 +706,8 @@ class AdminWeb:
                 new.name, pin=new.pin, password=new.password, actor=self._actor(session),
                 now=now))
         except UsageError as exc:  # AlreadyExists, or a rule the form does not know
-            raise forms.FormInvalid("users", {"name": _plain(str(exc))}, values) from None
+            field = "password" if "password" in str(exc) else "name"
+            raise forms.FormInvalid("users", {field: _plain(str(exc))}, values) from None
         session.notices.append(f"User {new.name} created.")
         return _redirect(request, user_url(new.name))
 
@@ -1115,3 +1141,171 @@ class AdminWeb:
                                    "longer work. Sign in with your PIN and your token.")
         self.sessions.drop_codes(session, session.principal)
         return _redirect(request, HOME_URL[SELF_SERVICE])
+
+    # =====================================================================================
+    # Admins: the second sign-in step (their own TOTP) and their account (issue 20, 13)
+    # =====================================================================================
+
+    def _start_second_step(self, request, session: Session | None,
+                           account: WebAccount) -> bytes:
+        """After a right password: a session that waits for the admin's code (or for her
+        TOTP enrolment, with a new seed kept in the session until a first code confirms
+        it). It opens no page but the second step."""
+        seed = None if account.has_totp else Secret(otp.generate_seed(self.random))
+        waiting = self.sessions.start_second_factor(session, ADMIN, PendingSignIn(
+            account_id=account.id, name=account.name, stamp=account.stamp, enrol_seed=seed,
+            until=self.clock.seconds() + SECOND_FACTOR_WITHIN))
+        self._set_cookie(request, waiting)
+        return _redirect(request, "/sign-in/enrol" if seed is not None else "/sign-in/code")
+
+    def _pending_sign_in(self, request) -> tuple[Session, PendingSignIn]:
+        """Raises SignInRequired: no second step under way (or it took too long)."""
+        session = self._session(request, ADMIN)
+        if session is None or session.pending is None:
+            raise SignInRequired(ADMIN)
+        if self.clock.seconds() >= session.pending.until:
+            self.sessions.end(session)
+            raise SignInRequired(ADMIN)
+        return session, session.pending
+
+    async def _second_step_account(self, request, session: Session,
+                                   pending: PendingSignIn) -> WebAccount:
+        """The admin as she is now; her sign-in starts over if she changed since her
+        password was checked (deleted, new password, reset second factor).
+
+        Raises:
+            forms.FormInvalid: (the sign-in page) too many failures from this address.
+            SignInRequired: the admin changed.
+        """
+        if self.throttle.is_blocked(ADMIN, pending.name, _client(request)):
+            self.sessions.end(session)
+            await self.run_db(self._audit_sign_in, ADMIN, pending.name, "throttled",
+                              _client(request), self._now())
+            raise forms.FormInvalid("admin_sign_in", {"": "Too many failed sign-ins. Wait "
+                                                          "five minutes and try again."},
+                                    {"name": pending.name})
+        account = await self.run_db(lambda: self.store.find_web_account(
+            ADMIN_ACCOUNT, account_id=pending.account_id))
+        if account is None or account.stamp != pending.stamp:
+            self.sessions.end(session)
+            raise SignInRequired(ADMIN)
+        return account
+
+    @app.route("/sign-in/code", methods=["GET"], endpoint="sign_in_code_page")
+    async def sign_in_code_page(self, request):
+        return await self._sign_in_code_form(request, None)
+
+    async def _sign_in_code_form(self, request, form: forms.FormInvalid | None) -> str:
+        session, pending = self._pending_sign_in(request)
+        if pending.enrol_seed is not None:
+            return _redirect(request, "/sign-in/enrol")
+        return self._render(request, "sign_in_code.html", session=session,
+                            title="Sign in: your code", name=pending.name,
+                            status=400 if form else 200,
+                            errors=form.errors if form else {})
+
+    @app.route("/sign-in/code", methods=["POST"], endpoint="sign_in_code")
+    async def sign_in_code(self, request):
+        session, pending = self._pending_sign_in(request)
+        if pending.enrol_seed is not None:
+            return _redirect(request, "/sign-in/enrol")
+        client, now = _client(request), self._now()
+        account = await self._second_step_account(request, session, pending)
+        reason = await self.run_db(self.accounts.check_admin_code, account,
+                                   _args(request).get("code", ""), now)
+        await self.run_db(self._audit_sign_in, ADMIN, account.name, reason, client, now,
+                          "totp")
+        if reason is not None:
+            self.throttle.record_failure(ADMIN, account.name, client)
+            raise forms.FormInvalid("admin_code", {"code": "Wrong or already used code. "
+                                                           "Type the code the app shows now "
+                                                           "(or wait for the next one)."}, {})
+        return self._finish_sign_in(request, session, ADMIN, account, client)
+
+    @app.route("/sign-in/enrol", methods=["GET"], endpoint="sign_in_enrol_page")
+    async def sign_in_enrol_page(self, request):
+        return await self._sign_in_enrol_form(request, None)
+
+    async def _sign_in_enrol_form(self, request, form: forms.FormInvalid | None) -> str:
+        session, pending = self._pending_sign_in(request)
+        if pending.enrol_seed is None:
+            return _redirect(request, "/sign-in/code")
+        uri = self.accounts.admin_totp_uri(pending.name, pending.enrol_seed)
+        # omitsize: a viewBox instead of a fixed size, so the page's CSS scales it whole.
+        svg = segno.make(uri, error="m").svg_inline(
+            scale=5, dark="#000", light="#fff", omitsize=True,
+            title="QR code of your sign-in authenticator", svgclass="qr")
+        secret = base64.b32encode(pending.enrol_seed.reveal()).decode("ascii").rstrip("=")
+        return self._render(request, "sign_in_enrol.html", session=session,
+                            title="Set up your second factor", name=pending.name, uri=uri,
+                            qr=Markup(svg),
+                            secret=" ".join(secret[i:i + 4] for i in range(0, len(secret), 4)),
+                            status=400 if form else 200,
+                            errors=form.errors if form else {})
+
+    @app.route("/sign-in/enrol", methods=["POST"], endpoint="sign_in_enrol")
+    async def sign_in_enrol(self, request):
+        session, pending = self._pending_sign_in(request)
+        if pending.enrol_seed is None:
+            return _redirect(request, "/sign-in/code")
+        client, now = _client(request), self._now()
+        account = await self._second_step_account(request, session, pending)
+        enrolled = await self.run_db(lambda: self.accounts.enrol_admin_totp(
+            account, pending.enrol_seed, _args(request).get("code", ""), client=client,
+            now=now))
+        if enrolled is None:  # enrolled or changed meanwhile: start again
+            self.sessions.end(session)
+            raise SignInRequired(ADMIN)
+        await self.run_db(self._audit_sign_in, ADMIN, account.name,
+                          None if enrolled else "bad_code", client, now, "enrol_totp")
+        if not enrolled:
+            self.throttle.record_failure(ADMIN, account.name, client)
+            raise forms.FormInvalid("admin_enrol", {"code": "That is not the app's current "
+                                                            "code. Check that the app shows "
+                                                            "radiusd admin and try again."},
+                                    {})
+        return self._finish_sign_in(request, session, ADMIN, account, client)
+
+    @app.route("/account", methods=["GET"], endpoint="account_page")
+    async def account_page(self, request):
+        return await self._account_form(request, None)
+
+    async def _account_form(self, request, form: forms.FormInvalid | None) -> str:
+        session = self._signed_in(request, ADMIN)
+        admins = await self.run_db(self.accounts.list_admins)
+        return self._render(request, "account.html", session=session, title="My account",
+                            admins=admins, min_length=ADMIN_MIN_LENGTH,
+                            status=400 if form else 200,
+                            errors=form.errors if form else {})
+
+    @app.route("/account/password", methods=["POST"], endpoint="change_password")
+    async def change_password(self, request):
+        session = self._signed_in(request, ADMIN)
+        values, client = _args(request), _client(request)
+        current = Secret(values.get("current_password") or "")
+        new = Secret(values.get("new_password") or "")
+        name = session.principal
+        if self.throttle.is_blocked(ADMIN, name, client):
+            raise forms.FormInvalid("account", {"": "Too many wrong passwords. Wait five "
+                                                    "minutes and try again."}, {})
+        account = await self.run_db(self._find_account, ADMIN, name)
+        if account is None or not await self.run_cpu(verify_password, current,
+                                                     account.password_hash):
+            self.throttle.record_failure(ADMIN, name, client)
+            raise forms.FormInvalid("account", {"current_password": "Wrong password."}, {})
+        if (values.get("repeat_password") or "") != (values.get("new_password") or ""):
+            raise forms.FormInvalid("account", {"repeat_password": "The two new passwords "
+                                                                   "differ."}, {})
+        try:
+            check_admin_password(new, name)
+        except UsageError as exc:
+            raise forms.FormInvalid("account", {"new_password": _plain(str(exc)) + "."},
+                                    {}) from None
+        hashed = await self.run_cpu(hash_password, new, self.random)
+        generation = await self.run_db(lambda: self.accounts.set_admin_password_hash(
+            name, hashed, actor=self._actor(session), now=self._now()))
+        # This session stays signed in; the admin's others end (their generation is old).
+        session.stamp = (account.id, account.created_at, generation)
+        self.sessions.end_all(ADMIN, name, keep=session)
+        session.notices.append("Password changed. Your other sessions are signed out.")
+        return _redirect(request, "/account")

@@ -203,3 +203,194 @@ def test_fifty_failures_from_many_addresses_block_the_account(console, path, nam
     late.get(path)
     page = late.post(path, {"name": name, "password": password})
     assert "Too many failed sign-ins" in page.text
+
+
+# --- issue 20 (13): admins sign in with password and their own TOTP -------------------------
+
+import re  # noqa: E402
+
+from radiusd import otp  # noqa: E402
+from radiusd.accounts import ADMIN_TOTP_PERIOD  # noqa: E402
+from admin_web.testing import secret_of_uri  # noqa: E402
+
+
+def _audit(console, **filters):
+    return [r.event for r in console.store.list_audit(**filters)]
+
+
+def _code(console, seed: bytes, steps_ahead: int = 0) -> str:
+    return otp.hotp(seed, otp.totp_step(console.now(), ADMIN_TOTP_PERIOD) + steps_ahead)
+
+
+def _password_step(console, client, password=ADMIN_PASSWORD, name="root"):
+    """The password; on to the second step's page (its form's CSRF token) if it was right."""
+    client.get("/sign-in")
+    page = client.post("/sign-in", {"name": name, "password": password})
+    if page.location == "/sign-in/code":
+        client.get(page.location)
+    return page
+
+
+def test_first_sign_in_enrols_the_admins_totp_then_password_and_code_sign_in(console):
+    """Issue 20 (13): at her first sign-in the admin scans a QR code (or types the URI or
+    the base32 secret) and confirms it with a first code; then every sign-in asks for her
+    password and then her current code, computed here by radiusd.otp from that secret."""
+    client = console.client()
+    page = _password_step(console, client)
+    assert (page.code, page.location) == (303, "/sign-in/enrol")
+    assert client.get("/").location == "/sign-in"  # a password alone opens nothing
+    enrol = client.get("/sign-in/enrol")
+    assert enrol.code == 200
+    assert "<svg" in enrol.text and "viewBox" in enrol.text  # the QR code scales whole
+    uri = re.search(r'id="uri" class="uri">(otpauth://[^<]+)<', enrol.text).group(1)
+    assert uri.startswith("otpauth://totp/radiusd%20admin:root?secret=")
+    seed = secret_of_uri(uri)
+    shown = re.search(r'id="secret" class="uri">([A-Z2-7 ]+)<', enrol.text).group(1)
+    assert otp.parse_base32_seed(shown) == seed
+    # A wrong first code: the form again, the error next to the field, nothing stored.
+    wrong = client.post("/sign-in/enrol", {"code": "000000" if _code(console, seed) != "000000"
+                                           else "111111"})
+    assert wrong.code == 400 and 'id="f-code-error"' in wrong.text
+    assert console.store.find_web_account("admin", name="root").totp_sealed_seed is None
+    page = client.post("/sign-in/enrol", {"code": _code(console, seed)})
+    assert (page.code, page.location) == (303, "/")
+    assert client.get("/").code == 200
+    stored = console.store.find_web_account("admin", name="root")
+    assert stored.has_totp and seed not in stored.totp_sealed_seed  # sealed, not plain
+    enrolled = _audit(console, action="admin.enrol_totp")
+    assert [(e.actor, e.detail) for e in enrolled] == [("admin:root", {"admin": "root"})]
+    assert client.post("/sign-out").location == "/sign-in"
+
+    console.clock.advance(ADMIN_TOTP_PERIOD)
+    again = console.client()
+    page = _password_step(console, again)
+    assert (page.code, page.location) == (303, "/sign-in/code")
+    assert again.get("/").location == "/sign-in"
+    form = again.get("/sign-in/code")
+    assert form.code == 200 and 'name="code"' in form.text
+    page = again.post("/sign-in/code", {"code": _code(console, seed)})
+    assert (page.code, page.location) == (303, "/")
+    assert again.get("/").code == 200
+    rows = [(e.result, e.reason, e.detail.get("step")) for e in
+            reversed(_audit(console, action="admin.sign_in"))]
+    assert rows == [("reject", "bad_code", "enrol_totp"), ("ok", None, "enrol_totp"),
+                    ("ok", None, "totp")]
+
+
+def test_an_admins_code_is_accepted_once(console):
+    """Issue 20 (13): a code that signed in once never signs in again (no replay)."""
+    console.signed_in("root", ADMIN_PASSWORD)  # enrols
+    seed = console.totp_seeds["root"]
+    console.clock.advance(ADMIN_TOTP_PERIOD)
+    code = _code(console, seed)
+    first, second = console.client(), console.client()
+    _password_step(console, first)
+    _password_step(console, second)
+    assert first.post("/sign-in/code", {"code": code}).location == "/"
+    page = second.post("/sign-in/code", {"code": code})
+    assert page.code == 400 and "already used" in page.text
+    assert second.get("/").location == "/sign-in"
+    assert _audit(console, action="admin.sign_in", limit=1)[0].reason == "replayed_code"
+
+
+def test_wrong_codes_count_toward_the_sign_in_throttle(console):
+    """Issue 20 (13, 11): guessing codes is throttled like guessing passwords."""
+    console.signed_in("root", ADMIN_PASSWORD)
+    seed = console.totp_seeds["root"]
+    client = console.client("192.0.2.9")
+    _password_step(console, client)
+    bad = "999999" if _code(console, seed, 1) != "999999" else "888888"
+    for _ in range(5):
+        assert client.post("/sign-in/code", {"code": bad}).code == 400
+    page = client.post("/sign-in/code", {"code": _code(console, seed, 1)})
+    assert "Too many failed sign-ins" in page.text
+    assert client.get("/").location == "/sign-in"
+
+
+def test_the_second_step_must_follow_within_ten_minutes(console):
+    console.signed_in("root", ADMIN_PASSWORD)
+    client = console.client()
+    _password_step(console, client)
+    console.clock.advance(10 * 60)
+    page = client.post("/sign-in/code", {"code": _code(console, console.totp_seeds["root"])})
+    assert page.location == "/sign-in"
+
+
+def test_resetting_an_admins_totp_ends_her_sessions_and_she_enrols_again(console):
+    """Issue 20 (13, 4): ``radiusd admin reset-totp`` (Accounts.reset_admin_totp)."""
+    admin = console.signed_in("root", ADMIN_PASSWORD)
+    console.accounts.reset_admin_totp("root", actor="cli", now=console.now())
+    assert admin.get("/").location == "/sign-in"
+    page = _password_step(console, console.client())
+    assert page.location == "/sign-in/enrol"
+    assert [e.detail for e in _audit(console, action="admin.reset_totp")] == [
+        {"admin": "root"}]
+
+
+def test_require_totp_false_lets_admins_sign_in_with_a_password(store):
+    """Issue 20 (13): the lab switch ``[admin_web] require_totp = false``."""
+    console = make_console(store, require_totp=False)
+    console.add_admin("root", ADMIN_PASSWORD)
+    client = console.client()
+    page = _password_step(console, client)
+    assert (page.code, page.location) == (303, "/")
+
+
+def test_change_my_password(console):
+    """Issue 20 (13): "change my password" in the console: errors next to their fields;
+    afterwards this session stays, her other sessions end, the new password signs in."""
+    admin = console.signed_in("root", ADMIN_PASSWORD)
+    other = console.signed_in("root", ADMIN_PASSWORD)
+    page = admin.get("/account")
+    assert page.code == 200 and "Change my password" in page.text and "root" in page.text
+
+    def change(current, new, repeat=None):
+        return admin.post("/account/password", {
+            "current_password": current, "new_password": new,
+            "repeat_password": new if repeat is None else repeat})
+
+    page = change("not my password", "a fine new password")
+    assert page.code == 400 and 'id="f-current_password-error"' in page.text
+    page = change(ADMIN_PASSWORD, "password1234")
+    assert page.code == 400 and 'id="f-new_password-error"' in page.text
+    assert "most common" in page.text
+    page = change(ADMIN_PASSWORD, "zzzzzzzzzzzzzz")
+    assert page.code == 400 and "one character repeated" in page.text
+    page = change(ADMIN_PASSWORD, "a fine new password", "a fine new passwor")
+    assert page.code == 400 and 'id="f-repeat_password-error"' in page.text
+    assert all("a fine new password" not in repr(e) for e in _audit(console))
+    page = change(ADMIN_PASSWORD, "a fine new password")
+    assert (page.code, page.location) == (303, "/account")
+    assert "Password changed" in admin.get("/account").text
+    assert admin.get("/").code == 200
+    assert other.get("/").location == "/sign-in"
+    assert [(e.actor, e.detail) for e in _audit(console, action="admin.set_password")] == [
+        ("admin:root", {"admin": "root"})]
+    client = console.client()
+    assert _password_step(console, client).code == 400  # the old password no longer works
+    console.signed_in("root", "a fine new password")
+
+
+def test_the_account_page_lists_the_admins(console, admin):
+    """Issue 20 (13): the console shows who can administer it."""
+    console.add_admin("backup", "backup admin password")
+    page = admin.get("/account")
+    assert "backup" in page.text and "not set up yet" in page.text and "TOTP" in page.text
+
+
+# --- issue 20 (13): the same password rules for self-service passwords --------------------
+
+
+@pytest.mark.parametrize(("password", "needle"), [
+    ("password1", "most common"), ("Qwerty123!", "most common"),
+    ("xxxxxxxxxx", "one character repeated"), ("short", "at least 8 characters"),
+])
+def test_common_or_repeated_self_service_passwords_are_refused(console, admin, password,
+                                                               needle):
+    """Issue 20 (13): self-service passwords: 8 characters at least, and the same deny-list
+    and one-character rule as admins' passwords; the error is next to its field."""
+    page = admin.post("/users", {"name": "bob", "password": password})
+    assert page.code == 400 and 'id="f-password-error"' in page.text and needle in page.text
+    page = admin.post("/users/alice/password", {"password": password})
+    assert page.code == 400 and needle in page.text
+    assert console.store.find_web_account("user", name="bob") is None
