@@ -2,9 +2,11 @@
 app class whose dependencies come in through ``__init__`` (Klein's "nonglobalstate").
 
 Owns: the routes, who may call them (``authorize``: every route needs a signed-in session
-of its console, except the explicit ``PUBLIC_ENDPOINTS``; every POST needs the session's
-CSRF token), the one ``handle_errors`` that turns domain errors into pages, the security
-headers, and the page templates' context.
+of its console whose account is unchanged since sign-in, except the explicit
+``PUBLIC_ENDPOINTS``; every POST needs the CSRF token in its body: the session's, or on the
+sign-in forms the stateless ``SignInTokens`` one), the admins' second sign-in step (their
+own TOTP, enrolled at the first sign-in), the one ``handle_errors`` that turns domain
+errors into pages, the security headers, and the page templates' context.
 
 Every action calls the same ``radiusd.accounts`` / ``radiusd.emergency.issuing`` functions
 as the CLI (so both write the same audit rows, with actor ``admin:NAME`` or
