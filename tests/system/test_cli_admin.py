@@ -95,3 +95,23 @@ def test_unknown_admin_is_one_line(ready, action):
 def test_set_password_of_an_unknown_admin_is_one_line(ready):
     _one_line_error(_admin(ready, "set-password", "nobody", "--password-stdin",
                            password="another admin password"), "no admin 'nobody'")
+
+
+def test_serve_warns_at_start_when_admins_sign_in_without_totp(tmp_path):
+    """Issue 20 (13): ``[admin_web] require_totp = false`` is loud at every start."""
+    from support import ServerProcess, free_tcp_port
+
+    port, web_port = free_udp_port(), free_tcp_port()
+    config = write_server_config(tmp_path, port=port, secret="cli-test-secret-0123456",
+                                 web_port=web_port, extra="require_totp = false")
+    server = ServerProcess(directory=tmp_path, port=port, secret="cli-test-secret-0123456",
+                           config=config, log_path=tmp_path / "radiusd.log",
+                           web_port=web_port)
+    server.start()
+    try:
+        log = server.log_text()
+    finally:
+        server.stop()
+    assert "admin_web.require_totp" in log and "password alone" in log
+    checked = run_cli(config, "check-config")
+    assert checked.returncode == 0 and "warning: admin_web.require_totp" in checked.stdout
