@@ -1290,7 +1290,8 @@ class AdminWeb:
         if self.throttle.is_blocked(ADMIN, name, client):
             raise forms.FormInvalid("account", {"": "Too many wrong passwords. Wait five "
                                                     "minutes and try again."}, {})
-        account = await self.run_db(self._find_account, ADMIN, name)
+        account = await self.run_db(lambda: self.store.find_web_account(
+            ADMIN_ACCOUNT, account_id=session.stamp[0]))
         if account is None or not await self.run_cpu(verify_password, current,
                                                      account.password_hash):
             self.throttle.record_failure(ADMIN, name, client)
