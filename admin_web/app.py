@@ -2,9 +2,11 @@
 app class whose dependencies come in through ``__init__`` (Klein's "nonglobalstate").
 
 Owns: the routes, who may call them (``authorize``: every route needs a signed-in session
-of its console, except the explicit ``PUBLIC_ENDPOINTS``; every POST needs the session's
-CSRF token), the one ``handle_errors`` that turns domain errors into pages, the security
-headers, and the page templates' context.
+of its console whose account is unchanged since sign-in, except the explicit
+``PUBLIC_ENDPOINTS``; every POST needs the CSRF token in its body: the session's, or on the
+sign-in forms the stateless ``SignInTokens`` one), the admins' second sign-in step (their
+own TOTP, enrolled at the first sign-in), the one ``handle_errors`` that turns domain
+errors into pages, the security headers, and the page templates' context.
 
 Every action calls the same ``radiusd.accounts`` / ``radiusd.emergency.issuing`` functions
 as the CLI (so both write the same audit rows, with actor ``admin:NAME`` or
@@ -16,7 +18,9 @@ Must not import: sqlalchemy, pyrad. Must not know: SQL, sockets (``server.py`` l
 
 from __future__ import annotations
 
+import base64
 import csv
+import inspect
 import io
 import json
 from collections import Counter
@@ -24,12 +28,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Awaitable, Callable, Mapping
-from urllib.parse import quote, unquote, urlencode, urlsplit
+from urllib.parse import parse_qs, quote, unquote, urlencode, urlsplit
 
 import segno
 from jinja2 import Environment, PackageLoader, select_autoescape
 from klein import Klein
 from klein.interfaces import IKleinRequest
+from twisted.internet.defer import Deferred
 from markupsafe import Markup
 from twisted.logger import Logger
 from twisted.web.resource import IResource, Resource
@@ -39,15 +44,18 @@ from werkzeug.routing import BaseConverter, RequestRedirect, ValidationError
 
 from admin_web import forms
 from admin_web.sessions import (ADMIN, CODES_KEPT_FOR, PROVISIONING_KEPT_FOR, SELF_SERVICE,
-                                PendingCodes, PendingToken, Session, SessionStore,
-                                SignInThrottle)
-from radiusd.accounts import Accounts
+                                PendingCodes, PendingSignIn, PendingToken, Session,
+                                SessionStore, SignInThrottle, SignInTokens)
+from radiusd import otp
+from radiusd.accounts import Accounts, check_admin_password
 from radiusd.crypto import Keys, hash_password, verify_password
 from radiusd.duration import format_duration
+from radiusd.passwords import ADMIN_MIN_LENGTH
 from radiusd.emergency import issuing
 from radiusd.emergency.rules import SetStatus, set_status
 from radiusd.errors import NotFound, NotInitialised, StoreUnavailable, UsageError
 from radiusd.model import AuditEvent, RandomSource, Secret
+from radiusd.model import ADMIN_ACCOUNT, USER_ACCOUNT, WebAccount
 from radiusd.settings import Settings
 
 RunDb = Callable[..., Awaitable[Any]]
@@ -72,12 +80,21 @@ SECURITY_HEADERS: Mapping[bytes, bytes] = {
 PUBLIC_ENDPOINTS = frozenset({
     "sign_in_page", "sign_in", "stylesheet",
     "self_service_sign_in_page", "self_service_sign_in",
+    # An admin's second sign-in step: each needs the session a right password opened
+    # (``_pending_sign_in``), which is not signed in yet.
+    "sign_in_code_page", "sign_in_code", "sign_in_enrol_page", "sign_in_enrol",
 })
+# An admin has this long, after her password, to type her code or enrol her TOTP.
+SECOND_FACTOR_WITHIN = 10 * 60.0
 SELF_SERVICE_PREFIX = "self_service"  # endpoints of the self-service console
 SIGN_IN_URL = {ADMIN: "/sign-in", SELF_SERVICE: "/self-service/sign-in"}
 HOME_URL = {ADMIN: "/", SELF_SERVICE: "/self-service/"}
 COOKIE = {ADMIN: (b"radiusd_admin", b"/"),
           SELF_SERVICE: (b"radiusd_self_service", b"/self-service/")}
+# The sign-in forms' stateless CSRF token (SignInTokens), only sent back to the sign-in POST.
+SIGN_IN_COOKIE = {ADMIN: (b"radiusd_admin_sign_in", b"/sign-in"),
+                  SELF_SERVICE: (b"radiusd_self_service_sign_in", b"/self-service/sign-in")}
+SIGN_IN_ENDPOINTS = frozenset({"sign_in", "self_service_sign_in"})
 
 # The form each endpoint re-renders when a field is not UTF-8 (a key of the app's form
 # pages), so the error lands next to that field; other endpoints answer a 400 page.
@@ -132,9 +149,14 @@ class _GuardedKlein(Klein):
         self.url_map.converters["user"] = UserNameConverter
 
     def execute_endpoint(self, endpoint: str, request, *args: Any, **kwargs: Any):
-        self._instance.authorize(endpoint, request)
-        self._instance.refuse_bad_text(endpoint, request, kwargs)
-        return super().execute_endpoint(endpoint, request, *args, **kwargs)
+        async def guarded():
+            # authorize re-reads the session's account through run_db (issue 20, 4).
+            await self._instance.authorize(endpoint, request)
+            self._instance.refuse_bad_text(endpoint, request, kwargs)
+            result = Klein.execute_endpoint(self, endpoint, request, *args, **kwargs)
+            return (await result) if inspect.isawaitable(result) else result
+
+        return Deferred.fromCoroutine(guarded())
 
 
 # Over HTTPS only (RFC 6797 §7.2: not over plain HTTP): browsers keep to HTTPS for this
@@ -247,6 +269,27 @@ def _args(request) -> dict[str, str]:
     return values
 
 
+def _body_field(request, name: str) -> str | None:
+    """A field of the POST body, never of the query string (Twisted's ``request.args``
+    merges both): a CSRF token in a URL leaks through logs and Referer (issue 20, 11)."""
+    content_type = (request.getHeader(b"content-type") or "")
+    if isinstance(content_type, bytes):
+        content_type = content_type.decode("latin-1")
+    if content_type.split(";", 1)[0].strip().lower() != "application/x-www-form-urlencoded":
+        return None
+    content = request.content
+    if content is None:
+        return None
+    content.seek(0)
+    body = content.read()
+    content.seek(0)
+    # latin-1 maps bytes 1:1, so a field that is not UTF-8 decodes here without raising
+    # (refuse_bad_text answers it).
+    values = parse_qs(body.decode("latin-1"), keep_blank_values=True,
+                      encoding="latin-1").get(name)
+    return values[0].encode("latin-1").decode("utf-8", "replace") if values else None
+
+
 def _client(request) -> str:
     address = request.getClientAddress()
     return getattr(address, "host", None) or "unknown"
@@ -328,6 +371,8 @@ class AdminWeb:
         node: this server's name in audit rows.
         is_tls: served over HTTPS: cookies get ``Secure``, responses
             ``Strict-Transport-Security``.
+        require_totp: admins sign in with password and their own TOTP
+            (``[admin_web] require_totp``).
     """
 
     app = _GuardedKlein()
@@ -335,7 +380,7 @@ class AdminWeb:
 
     def __init__(self, *, store, keys: Keys, accounts: Accounts, run_db: RunDb, clock,
                  random: RandomSource, node: str, is_tls: bool = False,
-                 run_cpu: RunDb | None = None):
+                 run_cpu: RunDb | None = None, require_totp: bool = True):
         self.store = store
         self.keys = keys
         self.accounts = accounts
@@ -347,7 +392,9 @@ class AdminWeb:
         self.random = random
         self.node = node
         self.is_tls = is_tls
+        self.require_totp = require_totp
         self.sessions = SessionStore(clock, random)
+        self.sign_in_tokens = SignInTokens(clock, random)
         self.throttle = SignInThrottle(clock)
         self._stylesheet = (STATIC / "style.css").read_bytes()
         self._dummy_hash: str | None = None
@@ -367,6 +414,9 @@ class AdminWeb:
             "settings": self._settings_form,
             "audit": self._audit_form,
             "self_home": self._self_home_form,
+            "admin_code": self._sign_in_code_form,
+            "admin_enrol": self._sign_in_enrol_form,
+            "account": self._account_form,
         }
 
     def resource(self) -> IResource:
@@ -379,8 +429,13 @@ class AdminWeb:
     def area_of(endpoint: str) -> str:
         return SELF_SERVICE if endpoint.startswith(SELF_SERVICE_PREFIX) else ADMIN
 
-    def authorize(self, endpoint: str, request) -> None:
+    async def authorize(self, endpoint: str, request) -> None:
         """Let the request reach ``endpoint`` or raise.
+
+        A signed-in session is valid only while its account is: it still exists (the same
+        account, not a re-created name), is not disabled, and has the generation it had at
+        sign-in (a password change, a disable, a reset second factor change it). One small
+        query per request, in the DB pool (issue 20, 4). A session that fails ends here.
 
         Raises:
             SignInRequired: no signed-in session of the endpoint's console.
@@ -388,12 +443,24 @@ class AdminWeb:
         """
         area = self.area_of(endpoint)
         session = self._session(request, area)
+        if session is not None and session.is_signed_in \
+                and not await self._is_account_current(session):
+            self.sessions.end(session)
+            self._clear_cookie(request, area)
+            session = None
         if endpoint not in PUBLIC_ENDPOINTS and (session is None or not session.is_signed_in):
             raise SignInRequired(area)
         if request.method == b"POST":
-            # The sign-in form is protected too: its token lives in the anonymous session
-            # the sign-in page opened (login CSRF).
-            if session is None or not session.is_csrf_valid(_args(request).get("csrf")):
+            token = _body_field(request, "csrf")
+            if endpoint in SIGN_IN_ENDPOINTS:
+                # The sign-in form is protected too (login CSRF), by a token that needs no
+                # server-side session: a flood of sign-in page views evicts nothing.
+                name, _path = SIGN_IN_COOKIE[area]
+                cookie = request.getCookie(name)
+                if not self.sign_in_tokens.is_valid(
+                        area, token, cookie.decode("ascii", "replace") if cookie else None):
+                    raise Forbidden()
+            elif session is None or not session.is_csrf_valid(token):
                 raise Forbidden()
 
     def refuse_bad_text(self, endpoint: str, request, route_args: Mapping[str, Any]) -> None:
@@ -413,6 +480,15 @@ class AdminWeb:
                              "nothing was done.")
         raise forms.FormInvalid(page, {name: forms.NOT_UTF8 for name in text.bad_values},
                                 text.values, route_args.get("name"))
+
+    async def _is_account_current(self, session: Session) -> bool:
+        if session.stamp is None:
+            return False
+        kind = ADMIN_ACCOUNT if session.area == ADMIN else USER_ACCOUNT
+        account = await self.run_db(lambda: self.store.find_web_account(
+            kind, account_id=session.stamp[0]))
+        return (account is not None and not account.is_disabled
+                and account.stamp == session.stamp)
 
     def _session(self, request, area: str) -> Session | None:
         name, _path = COOKIE[area]
@@ -435,14 +511,13 @@ class AdminWeb:
         request.addCookie(name, b"", path=path, max_age=b"0", httpOnly=True,
                           secure=self.is_tls or None, sameSite="strict")
 
-    def _open_session(self, request, area: str) -> Session:
-        """The request's session of ``area``, or a new anonymous one (cookie set once)."""
-        session = self._session(request, area) or getattr(request, "radiusd_opened", None)
-        if session is None or session.area != area:
-            session = self.sessions.new(area)
-            self._set_cookie(request, session)
-            request.radiusd_opened = session
-        return session
+    def _sign_in_token(self, request, area: str) -> str:
+        """A new stateless CSRF token for a sign-in form, also set as its cookie."""
+        token = self.sign_in_tokens.issue(area)
+        name, path = SIGN_IN_COOKIE[area]
+        request.addCookie(name, token.encode("ascii"), path=path, httpOnly=True,
+                          secure=self.is_tls or None, sameSite="strict")
+        return token
 
     def _now(self) -> datetime:
         return datetime.fromtimestamp(self.clock.seconds(), UTC)
@@ -548,26 +623,21 @@ class AdminWeb:
     def _has_admin(self) -> bool:
         return self.store.count_admins() > 0
 
-    def _stored_password(self, area: str, name: str) -> tuple[str | None, bool]:
-        """In the DB pool: the stored password hash (None: no such account) and whether
-        the (self-service) user is disabled."""
-        try:
-            if area == ADMIN:
-                return self.store.get_admin_password_hash(name), False
-            stored = self.store.get_password_hash(name)
-            return stored, stored is not None and self.store.get_user(name).is_disabled
-        except NotFound:
-            return None, False
+    def _find_account(self, area: str, name: str) -> WebAccount | None:
+        """In the DB pool: the account signing in (None: no such account)."""
+        return self.store.find_web_account(ADMIN_ACCOUNT if area == ADMIN else USER_ACCOUNT,
+                                           name=name)
 
     def _audit_sign_in(self, area: str, name: str, reason: str | None, client: str,
-                       now: datetime) -> None:
-        """In the DB pool: the audit row of one sign-in attempt."""
+                       now: datetime, step: str | None = None) -> None:
+        """In the DB pool: the audit row of one sign-in attempt (``step``: ``totp`` or
+        ``enrol_totp`` for an admin's second step)."""
         if area == ADMIN:
             event = AuditEvent(at=now, action="admin.sign_in",
                                result="ok" if reason is None else "reject",
                                actor=f"admin:{name}" if reason is None else "web",
                                reason=reason, client=client, node=self.node,
-                               detail={"admin": name})
+                               detail={"admin": name, **({"step": step} if step else {})})
         else:
             event = AuditEvent(at=now, action="self_service.sign_in",
                                result="ok" if reason is None else "reject",
@@ -576,33 +646,40 @@ class AdminWeb:
         self.store.write_audit(event)
 
     async def _check_sign_in(self, area: str, name: str, password: Secret, client: str,
-                             now: datetime, is_throttled: bool) -> str | None:
-        """Verify the password and write the audit row.
+                             now: datetime, is_throttled: bool, *, is_last_step: bool = True
+                             ) -> tuple[str | None, WebAccount | None]:
+        """Verify the password and write the audit row (a right password writes none when
+        a second step follows: that step writes it).
 
         Returns:
-            None when signed in, else the reason (``throttled``, ``bad_credentials``,
-            ``disabled``) as written to the audit row.
+            ``(None, account)`` when the password is right, else the reason
+            (``throttled``, ``bad_credentials``, ``disabled``) as written to the audit row.
         """
         reason: str | None = "throttled"
+        account = None
         if not is_throttled:
-            stored, is_disabled = await self.run_db(self._stored_password, area, name)
+            account = await self.run_db(self._find_account, area, name)
+            stored = account.password_hash if account is not None else None
             # Unknown names cost as much as wrong passwords: no timing oracle for names.
             is_valid = await self.run_cpu(verify_password, password,
                                           stored or self._dummy()) and stored is not None
             reason = None if is_valid else "bad_credentials"
-            if is_valid and is_disabled:
+            if is_valid and account.is_disabled:
                 reason = "disabled"
-        await self.run_db(self._audit_sign_in, area, name, reason, client, now)
-        return reason
+        if reason is not None or is_last_step:
+            await self.run_db(self._audit_sign_in, area, name, reason, client, now)
+        return reason, account if reason is None else None
 
     async def _sign_in(self, request, area: str, page: str) -> bytes:
-        session = self._open_session(request, area)
+        session = self._session(request, area)
         values = _args(request)
         form = forms.sign_in(values, page)
         client = _client(request)
         is_throttled = self.throttle.is_blocked(area, form.name, client)
-        reason = await self._check_sign_in(area, form.name, form.password, client,
-                                           self._now(), is_throttled)
+        has_second_step = area == ADMIN and self.require_totp
+        reason, account = await self._check_sign_in(area, form.name, form.password, client,
+                                                    self._now(), is_throttled,
+                                                    is_last_step=not has_second_step)
         if reason == "throttled":
             raise forms.FormInvalid(page, {"": "Too many failed sign-ins. Wait five minutes "
                                                "and try again."}, values)
@@ -612,8 +689,14 @@ class AdminWeb:
         if reason is not None:
             self.throttle.record_failure(area, form.name, client)
             raise forms.FormInvalid(page, {"": "Wrong user name or password."}, values)
-        self.throttle.record_success(area, form.name)
-        signed_in = self.sessions.sign_in(session, form.name)
+        if has_second_step:
+            return self._start_second_step(request, session, account)
+        return self._finish_sign_in(request, session, area, account, client)
+
+    def _finish_sign_in(self, request, session: Session | None, area: str,
+                        account: WebAccount, client: str) -> bytes:
+        self.throttle.record_success(area, account.name, client)
+        signed_in = self.sessions.sign_in(session, account.name, area, stamp=account.stamp)
         self._set_cookie(request, signed_in)
         return _redirect(request, HOME_URL[area])
 
@@ -675,15 +758,15 @@ class AdminWeb:
 
     @app.route("/sign-in", methods=["GET"], endpoint="sign_in_page")
     async def sign_in_page(self, request):
-        session = self._open_session(request, ADMIN)
-        if session.is_signed_in:
+        session = self._session(request, ADMIN)
+        if session is not None and session.is_signed_in:
             return _redirect(request, "/")
         return await self._admin_sign_in_form(request, None)
 
     async def _admin_sign_in_form(self, request, form: forms.FormInvalid | None) -> str:
-        session = self._open_session(request, ADMIN)
         has_admin = await self.run_db(self._has_admin)
-        return self._render(request, "sign_in.html", area=ADMIN, session=session,
+        return self._render(request, "sign_in.html", area=ADMIN,
+                            csrf_token=self._sign_in_token(request, ADMIN),
                             status=400 if form else 200, has_admin=has_admin,
                             action=SIGN_IN_URL[ADMIN], title="Sign in",
                             errors=form.errors if form else {},
@@ -758,7 +841,8 @@ class AdminWeb:
                 new.name, pin=new.pin, password=new.password, actor=self._actor(session),
                 now=now))
         except UsageError as exc:  # AlreadyExists, or a rule the form does not know
-            raise forms.FormInvalid("users", {"name": _plain(str(exc))}, values) from None
+            field = "password" if "password" in str(exc) else "name"
+            raise forms.FormInvalid("users", {field: _plain(str(exc))}, values) from None
         session.notices.append(f"User {new.name} created.")
         return _redirect(request, user_url(new.name))
 
@@ -1087,15 +1171,15 @@ class AdminWeb:
 
     @app.route("/self-service/sign-in", methods=["GET"], endpoint="self_service_sign_in_page")
     async def self_service_sign_in_page(self, request):
-        session = self._open_session(request, SELF_SERVICE)
-        if session.is_signed_in:
+        session = self._session(request, SELF_SERVICE)
+        if session is not None and session.is_signed_in:
             return _redirect(request, HOME_URL[SELF_SERVICE])
         return await self._self_sign_in_form(request, None)
 
     async def _self_sign_in_form(self, request, form: forms.FormInvalid | None) -> str:
-        session = self._open_session(request, SELF_SERVICE)
         await self._policy()
-        return self._render(request, "sign_in.html", area=SELF_SERVICE, session=session,
+        return self._render(request, "sign_in.html", area=SELF_SERVICE,
+                            csrf_token=self._sign_in_token(request, SELF_SERVICE),
                             status=400 if form else 200, has_admin=True,
                             action=SIGN_IN_URL[SELF_SERVICE], title="Self-Service sign in",
                             errors=form.errors if form else {},
@@ -1216,3 +1300,172 @@ class AdminWeb:
                                    "longer work. Sign in with your PIN and your token.")
         self.sessions.drop_codes(session, session.principal)
         return _redirect(request, HOME_URL[SELF_SERVICE])
+
+    # =====================================================================================
+    # Admins: the second sign-in step (their own TOTP) and their account (issue 20, 13)
+    # =====================================================================================
+
+    def _start_second_step(self, request, session: Session | None,
+                           account: WebAccount) -> bytes:
+        """After a right password: a session that waits for the admin's code (or for her
+        TOTP enrolment, with a new seed kept in the session until a first code confirms
+        it). It opens no page but the second step."""
+        seed = None if account.has_totp else Secret(otp.generate_seed(self.random))
+        waiting = self.sessions.start_second_factor(session, ADMIN, PendingSignIn(
+            account_id=account.id, name=account.name, stamp=account.stamp, enrol_seed=seed,
+            until=self.clock.seconds() + SECOND_FACTOR_WITHIN))
+        self._set_cookie(request, waiting)
+        return _redirect(request, "/sign-in/enrol" if seed is not None else "/sign-in/code")
+
+    def _pending_sign_in(self, request) -> tuple[Session, PendingSignIn]:
+        """Raises SignInRequired: no second step under way (or it took too long)."""
+        session = self._session(request, ADMIN)
+        if session is None or session.pending is None:
+            raise SignInRequired(ADMIN)
+        if self.clock.seconds() >= session.pending.until:
+            self.sessions.end(session)
+            raise SignInRequired(ADMIN)
+        return session, session.pending
+
+    async def _second_step_account(self, request, session: Session,
+                                   pending: PendingSignIn) -> WebAccount:
+        """The admin as she is now; her sign-in starts over if she changed since her
+        password was checked (deleted, new password, reset second factor).
+
+        Raises:
+            forms.FormInvalid: (the sign-in page) too many failures from this address.
+            SignInRequired: the admin changed.
+        """
+        if self.throttle.is_blocked(ADMIN, pending.name, _client(request)):
+            self.sessions.end(session)
+            await self.run_db(self._audit_sign_in, ADMIN, pending.name, "throttled",
+                              _client(request), self._now())
+            raise forms.FormInvalid("admin_sign_in", {"": "Too many failed sign-ins. Wait "
+                                                          "five minutes and try again."},
+                                    {"name": pending.name})
+        account = await self.run_db(lambda: self.store.find_web_account(
+            ADMIN_ACCOUNT, account_id=pending.account_id))
+        if account is None or account.stamp != pending.stamp:
+            self.sessions.end(session)
+            raise SignInRequired(ADMIN)
+        return account
+
+    @app.route("/sign-in/code", methods=["GET"], endpoint="sign_in_code_page")
+    async def sign_in_code_page(self, request):
+        return await self._sign_in_code_form(request, None)
+
+    async def _sign_in_code_form(self, request, form: forms.FormInvalid | None) -> str:
+        session, pending = self._pending_sign_in(request)
+        if pending.enrol_seed is not None:
+            return _redirect(request, "/sign-in/enrol")
+        return self._render(request, "sign_in_code.html", session=session,
+                            title="Sign in: your code", name=pending.name,
+                            status=400 if form else 200,
+                            errors=form.errors if form else {})
+
+    @app.route("/sign-in/code", methods=["POST"], endpoint="sign_in_code")
+    async def sign_in_code(self, request):
+        session, pending = self._pending_sign_in(request)
+        if pending.enrol_seed is not None:
+            return _redirect(request, "/sign-in/enrol")
+        client, now = _client(request), self._now()
+        account = await self._second_step_account(request, session, pending)
+        reason = await self.run_db(self.accounts.check_admin_code, account,
+                                   _args(request).get("code", ""), now)
+        await self.run_db(self._audit_sign_in, ADMIN, account.name, reason, client, now,
+                          "totp")
+        if reason is not None:
+            self.throttle.record_failure(ADMIN, account.name, client)
+            raise forms.FormInvalid("admin_code", {"code": "Wrong or already used code. "
+                                                           "Type the code the app shows now "
+                                                           "(or wait for the next one)."}, {})
+        return self._finish_sign_in(request, session, ADMIN, account, client)
+
+    @app.route("/sign-in/enrol", methods=["GET"], endpoint="sign_in_enrol_page")
+    async def sign_in_enrol_page(self, request):
+        return await self._sign_in_enrol_form(request, None)
+
+    async def _sign_in_enrol_form(self, request, form: forms.FormInvalid | None) -> str:
+        session, pending = self._pending_sign_in(request)
+        if pending.enrol_seed is None:
+            return _redirect(request, "/sign-in/code")
+        uri = self.accounts.admin_totp_uri(pending.name, pending.enrol_seed)
+        # omitsize: a viewBox instead of a fixed size, so the page's CSS scales it whole.
+        svg = segno.make(uri, error="m").svg_inline(
+            scale=5, dark="#000", light="#fff", omitsize=True,
+            title="QR code of your sign-in authenticator", svgclass="qr")
+        secret = base64.b32encode(pending.enrol_seed.reveal()).decode("ascii").rstrip("=")
+        return self._render(request, "sign_in_enrol.html", session=session,
+                            title="Set up your second factor", name=pending.name, uri=uri,
+                            qr=Markup(svg),
+                            secret=" ".join(secret[i:i + 4] for i in range(0, len(secret), 4)),
+                            status=400 if form else 200,
+                            errors=form.errors if form else {})
+
+    @app.route("/sign-in/enrol", methods=["POST"], endpoint="sign_in_enrol")
+    async def sign_in_enrol(self, request):
+        session, pending = self._pending_sign_in(request)
+        if pending.enrol_seed is None:
+            return _redirect(request, "/sign-in/code")
+        client, now = _client(request), self._now()
+        account = await self._second_step_account(request, session, pending)
+        enrolled = await self.run_db(lambda: self.accounts.enrol_admin_totp(
+            account, pending.enrol_seed, _args(request).get("code", ""), client=client,
+            now=now))
+        if enrolled is None:  # enrolled or changed meanwhile: start again
+            self.sessions.end(session)
+            raise SignInRequired(ADMIN)
+        await self.run_db(self._audit_sign_in, ADMIN, account.name,
+                          None if enrolled else "bad_code", client, now, "enrol_totp")
+        if not enrolled:
+            self.throttle.record_failure(ADMIN, account.name, client)
+            raise forms.FormInvalid("admin_enrol", {"code": "That is not the app's current "
+                                                            "code. Check that the app shows "
+                                                            "radiusd admin and try again."},
+                                    {})
+        return self._finish_sign_in(request, session, ADMIN, account, client)
+
+    @app.route("/account", methods=["GET"], endpoint="account_page")
+    async def account_page(self, request):
+        return await self._account_form(request, None)
+
+    async def _account_form(self, request, form: forms.FormInvalid | None) -> str:
+        session = self._signed_in(request, ADMIN)
+        admins = await self.run_db(self.accounts.list_admins)
+        return self._render(request, "account.html", session=session, title="My account",
+                            admins=admins, min_length=ADMIN_MIN_LENGTH,
+                            status=400 if form else 200,
+                            errors=form.errors if form else {})
+
+    @app.route("/account/password", methods=["POST"], endpoint="change_password")
+    async def change_password(self, request):
+        session = self._signed_in(request, ADMIN)
+        values, client = _args(request), _client(request)
+        current = Secret(values.get("current_password") or "")
+        new = Secret(values.get("new_password") or "")
+        name = session.principal
+        if self.throttle.is_blocked(ADMIN, name, client):
+            raise forms.FormInvalid("account", {"": "Too many wrong passwords. Wait five "
+                                                    "minutes and try again."}, {})
+        account = await self.run_db(lambda: self.store.find_web_account(
+            ADMIN_ACCOUNT, account_id=session.stamp[0]))
+        if account is None or not await self.run_cpu(verify_password, current,
+                                                     account.password_hash):
+            self.throttle.record_failure(ADMIN, name, client)
+            raise forms.FormInvalid("account", {"current_password": "Wrong password."}, {})
+        if (values.get("repeat_password") or "") != (values.get("new_password") or ""):
+            raise forms.FormInvalid("account", {"repeat_password": "The two new passwords "
+                                                                   "differ."}, {})
+        try:
+            check_admin_password(new, name)
+        except UsageError as exc:
+            raise forms.FormInvalid("account", {"new_password": _plain(str(exc)) + "."},
+                                    {}) from None
+        hashed = await self.run_cpu(hash_password, new, self.random)
+        generation = await self.run_db(lambda: self.accounts.set_admin_password_hash(
+            name, hashed, actor=self._actor(session), now=self._now()))
+        # This session stays signed in; the admin's others end (their generation is old).
+        session.stamp = (account.id, account.created_at, generation)
+        self.sessions.end_all(ADMIN, name, keep=session)
+        session.notices.append("Password changed. Your other sessions are signed out.")
+        return _redirect(request, "/account")

@@ -92,7 +92,7 @@ def start_admin_web(config: Config, reactor, *, store, keys: Keys,
     is_tls = web_config.tls_cert is not None and web_config.tls_key is not None
     web = AdminWeb(store=store, keys=keys, accounts=Accounts(store, keys, random, node),
                    run_db=run_db, clock=clock or reactor, random=random, node=node,
-                   is_tls=is_tls,
+                   is_tls=is_tls, require_totp=web_config.require_totp,
                    run_cpu=lambda fn, *args: threads.deferToThread(fn, *args))
     site = build_site(web)
     address = web_config.listen

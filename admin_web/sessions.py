@@ -1,9 +1,12 @@
 """Server-side sessions of the web consoles and the sign-in throttle.
 
 Owns: sessions kept in memory, keyed by a random id (the cookie holds nothing else), their
-idle expiry, the CSRF token of each session, the plaintext that must outlive one response
-for a few minutes (the codes of a set just issued, the URI of a token just generated), and
-the count of failed sign-ins per account and per client address.
+idle expiry, the CSRF token of each session, the account stamp a signed-in session was
+opened for (``WebAccount.stamp``: compared with the account on every request), an admin's
+sign-in between password and second factor (``PendingSignIn``), the plaintext that must
+outlive one response for a few minutes (the codes of a set just issued, the URI of a token
+just generated), the stateless CSRF tokens of the sign-in forms (``SignInTokens``), and
+the count of failed sign-ins per account, per account and address, and per address.
 
 Time is the injected clock (``IReactorTime.seconds``), randomness the injected
 ``RandomSource``: tests use ``task.Clock`` and a seeded fake.
@@ -13,6 +16,7 @@ Must not import: sqlalchemy, pyrad, twisted.web. Must not know: HTTP, cookies, t
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -62,6 +66,24 @@ class PendingToken:
         return f"PendingToken(user={self.user_name!r}, serial={self.serial!r})"
 
 
+@dataclass(frozen=True, slots=True)
+class PendingSignIn:
+    """An admin whose password was right, before her second factor (issue 20, 13).
+
+    ``enrol_seed``: the TOTP seed offered for enrolment (stored only once a first code
+    confirms it), None when the admin is enrolled and must type her current code.
+    """
+
+    account_id: int
+    name: str
+    stamp: tuple
+    enrol_seed: Secret | None
+    until: float  # clock seconds: the second step must be done by then
+
+    def __repr__(self) -> str:  # may hold a seed
+        return f"PendingSignIn(name={self.name!r})"
+
+
 @dataclass(slots=True, eq=False)
 class Session:
     """One browser's session in one console (``area``); ``principal`` None: not signed in."""
@@ -71,6 +93,9 @@ class Session:
     csrf: str
     last_seen: float
     principal: str | None = None
+    # WebAccount.stamp of the principal at sign-in (None: the session predates it).
+    stamp: tuple | None = None
+    pending: PendingSignIn | None = None
     notices: list[str] = field(default_factory=list)
     codes: dict[str, PendingCodes] = field(default_factory=dict)
     tokens: dict[str, PendingToken] = field(default_factory=dict)
@@ -142,20 +167,42 @@ class SessionStore:
         self._sessions[session_id] = session
         return session
 
-    def sign_in(self, session: Session, principal: str) -> Session:
+    def sign_in(self, session: Session | None, principal: str, area: str | None = None,
+                *, stamp: tuple | None = None) -> Session:
         """A new session (new id and CSRF token) for ``principal``; the old one ends.
 
         A new id at sign-in defeats session fixation (OWASP Session Management).
+        ``stamp``: the account's ``WebAccount.stamp``, compared on every request.
         """
-        self.end(session)
-        signed_in = self.new(session.area)
+        if session is not None:
+            self.end(session)
+            area = session.area
+        assert area is not None
+        signed_in = self.new(area)
         signed_in.principal = principal
+        signed_in.stamp = stamp
         return signed_in
+
+    def start_second_factor(self, session: Session | None, area: str,
+                            pending: PendingSignIn) -> Session:
+        """A new session, not signed in yet, that waits for ``pending``'s second factor."""
+        if session is not None:
+            self.end(session)
+        waiting = self.new(area)
+        waiting.pending = pending
+        return waiting
 
     def end(self, session: Session) -> None:
         session.codes.clear()
         session.tokens.clear()
+        session.pending = None
         self._sessions.pop(session.id, None)
+
+    def end_all(self, area: str, principal: str, *, keep: Session | None = None) -> None:
+        """End every session of ``principal`` in ``area`` but ``keep``."""
+        for other in [s for s in self._sessions.values()
+                      if s.area == area and s.principal == principal and s is not keep]:
+            self.end(other)
 
     def _expire(self, now: float) -> None:
         for session_id in [sid for sid, s in self._sessions.items()
@@ -189,9 +236,61 @@ class SessionStore:
         return pending
 
 
+# --- sign-in forms without server-side state (issue 20, 11) ---------------------------------
+
+SIGN_IN_TOKEN_LIFETIME = 60 * 60.0
+
+
+class SignInTokens:
+    """CSRF tokens of the sign-in forms that need no server-side session.
+
+    A token is ``NONCE.TIME.HMAC(key, AREA|NONCE|TIME)``, sent both as a cookie and as the
+    form's ``csrf`` field; a sign-in POST must carry the same valid token in both (a
+    "signed double-submit cookie", OWASP CSRF Prevention Cheat Sheet). Nothing is stored
+    per visitor, so no number of sign-in page views can push an open form out. The key is
+    random per process, like the sessions, which a restart ends too.
+    """
+
+    def __init__(self, clock, random: RandomSource, *,
+                 lifetime: float = SIGN_IN_TOKEN_LIFETIME):
+        self.clock = clock
+        self.random = random
+        self.lifetime = lifetime
+        self._key = random(32)
+
+    def _mac(self, area: str, nonce: str, at: str) -> str:
+        return hmac.new(self._key, f"{area}|{nonce}|{at}".encode("ascii"),
+                        hashlib.sha256).hexdigest()
+
+    def issue(self, area: str) -> str:
+        nonce, at = self.random(16).hex(), str(int(self.clock.seconds()))
+        return f"{nonce}.{at}.{self._mac(area, nonce, at)}"
+
+    def is_valid(self, area: str, field_token: str | None, cookie_token: str | None) -> bool:
+        """Both tokens present and equal, made here for ``area``, and not too old."""
+        if not field_token or not cookie_token:
+            return False
+        if not hmac.compare_digest(field_token.encode("utf-8", "replace"),
+                                   cookie_token.encode("utf-8", "replace")):
+            return False
+        parts = field_token.split(".")
+        if len(parts) != 3 or not parts[1].isdigit() or not parts[0].isalnum():
+            return False
+        nonce, at, mac = parts
+        if not hmac.compare_digest(mac.encode("utf-8", "replace"),
+                                   self._mac(area, nonce, at).encode("ascii")):
+            return False
+        age = self.clock.seconds() - int(at)
+        return 0 <= age < self.lifetime
+
+
 # --- sign-in throttling ------------------------------------------------------------------
 
-ACCOUNT_MAX_FAILURES = 5
+# Issue 20 (11): wrong passwords first block the pair account + address, so that a guesser
+# elsewhere cannot lock the owner out; the account-wide limit stops a guesser who spreads
+# over many addresses, and is high enough not to be an easy way to lock someone out.
+PAIR_MAX_FAILURES = 5
+ACCOUNT_MAX_FAILURES = 50
 ADDRESS_MAX_FAILURES = 20  # many people may share one address (NAT)
 FAILURE_WINDOW = 5 * 60.0
 BLOCKED_FOR = 5 * 60.0
@@ -205,17 +304,20 @@ class _Count:
 
 
 class SignInThrottle:
-    """Failed sign-ins per account and per client address; too many block for a while.
+    """Failed sign-ins per account and address, per account, and per address; too many
+    block for a while.
 
-    ``max_failures`` failures within ``window`` seconds block that key for ``blocked_for``
+    ``*_max_failures`` failures within ``window`` seconds block that key for ``blocked_for``
     seconds. While blocked, sign-in is refused without checking the password, so guessing
     gains nothing. Accounts of both consoles are keyed apart (``("admin", name)``).
     """
 
-    def __init__(self, clock, *, account_max_failures: int = ACCOUNT_MAX_FAILURES,
+    def __init__(self, clock, *, pair_max_failures: int = PAIR_MAX_FAILURES,
+                 account_max_failures: int = ACCOUNT_MAX_FAILURES,
                  address_max_failures: int = ADDRESS_MAX_FAILURES,
                  window: float = FAILURE_WINDOW, blocked_for: float = BLOCKED_FOR):
         self.clock = clock
+        self.pair_max_failures = pair_max_failures
         self.account_max_failures = account_max_failures
         self.address_max_failures = address_max_failures
         self.window = window
@@ -224,7 +326,8 @@ class SignInThrottle:
 
     @staticmethod
     def _keys(area: str, account: str, address: str) -> tuple[tuple[str, ...], ...]:
-        return (("account", area, account), ("address", address))
+        return (("pair", area, account, address), ("account", area, account),
+                ("address", address))
 
     def is_blocked(self, area: str, account: str, address: str) -> bool:
         now = self.clock.seconds()
@@ -234,9 +337,9 @@ class SignInThrottle:
     def record_failure(self, area: str, account: str, address: str) -> None:
         now = self.clock.seconds()
         self._prune(now)
-        account_key, address_key = self._keys(area, account, address)
-        for key, limit in ((account_key, self.account_max_failures),
-                           (address_key, self.address_max_failures)):
+        limits = (self.pair_max_failures, self.account_max_failures,
+                  self.address_max_failures)
+        for key, limit in zip(self._keys(area, account, address), limits):
             count = self._counts.get(key)
             if count is None or now - count.first_at >= self.window:
                 count = self._counts[key] = _Count(failures=0, first_at=now)
@@ -245,8 +348,10 @@ class SignInThrottle:
                 count.blocked_until = now + self.blocked_for
                 count.failures, count.first_at = 0, now
 
-    def record_success(self, area: str, account: str) -> None:
-        self._counts.pop(("account", area, account), None)
+    def record_success(self, area: str, account: str, address: str) -> None:
+        """The owner's own mistypes from ``address`` are forgiven; the account-wide count
+        is not (it caps guessing from everywhere, whoever else signs in meanwhile)."""
+        self._counts.pop(("pair", area, account, address), None)
 
     def _prune(self, now: float) -> None:
         stale = [key for key, count in self._counts.items()

@@ -15,15 +15,19 @@ from typing import Any, Callable, Mapping
 
 from treq.testing import StubTreq
 from twisted.internet import defer, task
+from twisted.internet.address import IPv4Address
 from twisted.python.failure import Failure
+from twisted.web.resource import Resource
 
 from admin_web.app import AdminWeb
-from radiusd.accounts import Accounts
+from radiusd import otp
+from radiusd.accounts import ADMIN_TOTP_PERIOD, Accounts
 from radiusd.crypto import Keys
 from radiusd.model import RandomSource, Secret
 
 START = 1_800_000_000.0  # 2027-01-15: a fixed "now" for every test
-_CSRF = re.compile(r'name="csrf" value="([0-9a-f]+)"')
+_CSRF = re.compile(r'name="csrf" value="([0-9a-f.]+)"')
+_TOTP_URI = re.compile(r'<code id="uri" class="uri">(otpauth://[^<]+)</code>')
 
 
 def synchronous_run_db(fn: Callable[..., Any], *args: Any) -> defer.Deferred:
@@ -59,16 +63,37 @@ class Page:
         return match.group(1)
 
 
+class _FromAddress(Resource):
+    """The wrapped resource, seen from another client address (StubTreq always uses
+    127.0.0.1)."""
+
+    isLeaf = True
+
+    def __init__(self, wrapped: Any, address: str):
+        super().__init__()
+        self._wrapped, self._address = wrapped, address
+
+    def render(self, request):
+        request.client = IPv4Address("TCP", self._address, 40000)
+        return self._wrapped.render(request)
+
+
 @dataclass
 class WebClient:
-    """A cookie-keeping client of one resource; every call returns a ``Page`` at once."""
+    """A cookie-keeping client of one resource; every call returns a ``Page`` at once.
+
+    ``address``: the client address the server sees (default StubTreq's 127.0.0.1).
+    """
 
     resource: Any
     cookies: dict[str, str] = field(default_factory=dict)
     csrf: str | None = None  # the last CSRF token seen on a page
+    address: str | None = None
 
     def __post_init__(self):
-        self.stub = StubTreq(self.resource)
+        resource = self.resource if self.address is None else _FromAddress(self.resource,
+                                                                           self.address)
+        self.stub = StubTreq(resource)
 
     def _wait(self, d: defer.Deferred) -> Any:
         results: list = []
@@ -118,17 +143,43 @@ class WebClient:
         return self.request("POST", path, data, csrf=csrf, follow=follow)
 
 
+def secret_of_uri(uri: str) -> bytes:
+    """The seed in an ``otpauth://`` URI (as an authenticator app reads it)."""
+    from urllib.parse import parse_qs, urlsplit
+    secret = parse_qs(urlsplit(uri.replace("&amp;", "&")).query)["secret"][0]
+    return otp.parse_base32_seed(secret)
+
+
 @dataclass
 class Console:
-    """The consoles on a Store, with the pieces a test needs to look behind them."""
+    """The consoles on a Store, with the pieces a test needs to look behind them.
+
+    ``totp_seeds``: each admin's TOTP seed, as her authenticator app holds it after she
+    enrolled at her first sign-in (``signed_in`` enrols and then types its codes).
+    """
 
     web: AdminWeb
     store: Any
     accounts: Accounts
     clock: task.Clock
+    totp_seeds: dict[str, bytes] = field(default_factory=dict)
+    _last_steps: dict[str, int] = field(default_factory=dict)
 
-    def client(self) -> WebClient:
-        return WebClient(self.web.resource())
+    def totp_code(self, name: str) -> str:
+        """A code of ``name``'s app that has not been used yet (a code works once): of
+        the current step, else the next (accepted within ±1 step), else the clock is
+        moved on a step, as a person waits for the next code."""
+        while True:
+            current = otp.totp_step(self.now(), ADMIN_TOTP_PERIOD)
+            step = max(current - 1, self._last_steps.get(name, -1) + 1)
+            if step <= current + 1:
+                break
+            self.clock.advance(ADMIN_TOTP_PERIOD)
+        self._last_steps[name] = step
+        return otp.hotp(self.totp_seeds[name], step)
+
+    def client(self, address: str | None = None) -> WebClient:
+        return WebClient(self.web.resource(), address=address)
 
     def now(self) -> datetime:
         return datetime.fromtimestamp(self.clock.seconds(), UTC)
@@ -137,26 +188,45 @@ class Console:
         self.accounts.add_admin(name, Secret(password), actor="cli", now=self.now())
 
     def signed_in(self, name: str = "root", password: str = "correct horse battery",
-                  area: str = "admin") -> WebClient:
-        """A client signed in as ``name`` (admin, or self-service user)."""
-        client = self.client()
+                  area: str = "admin", *, client: WebClient | None = None) -> WebClient:
+        """A client (new, or ``client``) signed in as ``name`` (admin, or self-service
+        user)."""
+        client = client or self.client()
         prefix = "/self-service" if area != "admin" else ""
         client.get(f"{prefix}/sign-in")
         page = client.post(f"{prefix}/sign-in", {"name": name, "password": password})
         assert page.code == 303, page.text
+        page = self.second_step(client, name, page)
         client.get(page.location)
         return client
+
+    def second_step(self, client: WebClient, name: str, page: Page) -> Page:
+        """After an admin's right password: enrol her TOTP (first sign-in) or type her
+        code; returns the redirect to the console (other pages pass through)."""
+        if page.location == "/sign-in/enrol":
+            enrol = client.get("/sign-in/enrol")
+            match = _TOTP_URI.search(enrol.text)
+            assert match is not None, enrol.text
+            self.totp_seeds[name] = secret_of_uri(match.group(1))
+            self._last_steps.pop(name, None)
+            page = client.post("/sign-in/enrol", {"code": self.totp_code(name)})
+            assert page.code == 303, page.text
+        elif page.location == "/sign-in/code":
+            client.get("/sign-in/code")
+            page = client.post("/sign-in/code", {"code": self.totp_code(name)})
+            assert page.code == 303, page.text
+        return page
 
 
 def make_console(store, *, random: RandomSource = secrets.token_bytes,
                  run_db: Callable[..., defer.Deferred] = synchronous_run_db,
                  master_key: bytes = b"\x07" * 32, node: str = "test-node",
-                 is_tls: bool = False) -> Console:
+                 is_tls: bool = False, require_totp: bool = True) -> Console:
     """The consoles on ``store`` (already migrated) at a fixed time."""
     clock = task.Clock()
     clock.advance(START)
     keys = Keys.from_master(master_key)
     accounts = Accounts(store, keys, random, node)
     web = AdminWeb(store=store, keys=keys, accounts=accounts, run_db=run_db, clock=clock,
-                   random=random, node=node, is_tls=is_tls)
+                   random=random, node=node, is_tls=is_tls, require_totp=require_totp)
     return Console(web=web, store=store, accounts=accounts, clock=clock)

@@ -15,10 +15,12 @@ from datetime import datetime
 from typing import Sequence
 
 from radiusd import otp, settings as policy
-from radiusd.crypto import Keys, hash_password
+from radiusd.crypto import Keys, SealError, hash_password
+from radiusd.passwords import ADMIN_MIN_LENGTH, SELF_SERVICE_MIN_LENGTH, check_password
 from radiusd.errors import UsageError
 from radiusd.model import (AuditEvent, AuditRecord, RandomSource, Secret, TokenInfo, TokenKind,
                            UserInfo)
+from radiusd.model import WebAccount
 from radiusd.passcode import validate_pin
 
 ISSUER = "radiusd"
@@ -38,6 +40,31 @@ def _checked_pin(pin: str) -> Secret:
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     return Secret(pin)
+
+
+def check_admin_password(password: Secret, name: str | None = None) -> None:
+    """Raises UsageError: a password ``passwords.check_password`` refuses for an admin
+    (under 12 characters, one repeated character, common, her name)."""
+    check_password(password, minimum=ADMIN_MIN_LENGTH, name=name,
+                   what="the admin password")
+
+
+def check_self_service_password(password: Secret, name: str | None = None) -> None:
+    """Raises UsageError: as ``check_admin_password``, with 8 characters at least."""
+    check_password(password, minimum=SELF_SERVICE_MIN_LENGTH, name=name,
+                   what="the self-service password")
+
+
+# An admin's own TOTP (issue 20, 13): the authenticator apps' defaults (RFC 6238).
+ADMIN_TOTP_DIGITS = 6
+ADMIN_TOTP_PERIOD = 30
+ADMIN_TOTP_ISSUER = "radiusd admin"
+
+
+def _admin_seed_binding(admin_id: int) -> tuple[str, str]:
+    """The owner and serial an admin's seed is sealed to (``Keys.seal_seed``). A NUL never
+    appears in a user name, so no user token's seal can be swapped in."""
+    return f"admin\x00{admin_id}", "totp"
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +96,12 @@ class Accounts:
         return AuditEvent(at=now, action=action, result="ok", actor=actor, user_name=user_name,
                           node=self.node, detail=detail)
 
+    def _first_generation(self) -> int:
+        """A random first ``generation`` (``model.WebAccount``): SQLite may give a
+        re-created account the id of a deleted one, and a session of that one must not
+        match the new account (issue 20, 4)."""
+        return int.from_bytes(self.random(4), "big")
+
     # --- users ---------------------------------------------------------------------------
 
     def add_user(self, name: str, *, pin: str | None, password: Secret | None, actor: str,
@@ -83,13 +116,13 @@ class Accounts:
         pin_hash = self.keys.hash_pin(_checked_pin(pin), self.random) if pin is not None else None
         password_hash = None
         if password is not None:
-            if len(password) < 8:
-                raise UsageError("the self-service password must have at least 8 characters")
+            check_self_service_password(password, name)
             password_hash = hash_password(password, self.random)
         self.store.add_user(name, pin_hash=pin_hash, password_hash=password_hash, at=now,
                             audit=self._event(now, "user.add", actor, name,
                                               has_pin=pin is not None,
-                                              has_password=password is not None))
+                                              has_password=password is not None),
+                            generation=self._first_generation())
         return self.store.get_user(name)
 
     def set_pin(self, name: str, pin: str | None, *, actor: str, now: datetime) -> None:
@@ -103,8 +136,7 @@ class Accounts:
         """Set (or clear) the self-service password. Raises UsageError, NotFound."""
         password_hash = None
         if password is not None:
-            if len(password) < 8:
-                raise UsageError("the self-service password must have at least 8 characters")
+            check_self_service_password(password, name)
             password_hash = hash_password(password, self.random)
         action = "user.set_password" if password is not None else "user.clear_password"
         self.store.set_password(name, password_hash, self._event(now, action, actor, name))
@@ -229,7 +261,101 @@ class Accounts:
     def add_admin(self, name: str, password: Secret, *, actor: str, now: datetime) -> None:
         """Raises UsageError (bad name, password under 12 characters), AlreadyExists."""
         validate_user_name(name)
-        if len(password) < 12:
-            raise UsageError("the admin password must have at least 12 characters")
+        check_admin_password(password, name)
         self.store.add_admin(name, hash_password(password, self.random), now,
-                             self._event(now, "admin.add", actor, None, admin=name))
+                             self._event(now, "admin.add", actor, None, admin=name),
+                             generation=self._first_generation())
+
+    def list_admins(self):
+        """Every admin (``model.WebAccount`` without password hash or seed), by name."""
+        return self.store.list_admins()
+
+    def delete_admin(self, name: str, *, actor: str, now: datetime) -> None:
+        """Delete an admin; her open sessions end on their next request.
+
+        Raises:
+            NotFound: no such admin. UsageError: the last admin (never deleted).
+        """
+        self.store.delete_admin(name, self._event(now, "admin.delete", actor, None,
+                                                  admin=name))
+
+    def set_admin_password(self, name: str, password: Secret, *, actor: str,
+                           now: datetime) -> int:
+        """Change an admin's password; her open sessions end (new generation, returned).
+
+        Raises:
+            UsageError: a password the rules refuse. NotFound: no such admin.
+        """
+        check_admin_password(password, name)
+        return self.set_admin_password_hash(name, hash_password(password, self.random),
+                                            actor=actor, now=now)
+
+    def set_admin_password_hash(self, name: str, password_hash: str, *, actor: str,
+                                now: datetime) -> int:
+        """``set_admin_password`` with the password already checked and hashed (the web
+        hashes outside the DB pool). Raises NotFound."""
+        return self.store.set_admin_password(
+            name, password_hash, self._event(now, "admin.set_password", actor, None,
+                                             admin=name))
+
+    def reset_admin_totp(self, name: str, *, actor: str, now: datetime) -> None:
+        """Forget an admin's TOTP: her next sign-in enrols a new one; her sessions end.
+
+        Raises:
+            NotFound: no such admin.
+        """
+        self.store.reset_admin_totp(name, self._event(now, "admin.reset_totp", actor, None,
+                                                      admin=name))
+
+    def admin_totp_uri(self, name: str, seed: Secret) -> str:
+        """The ``otpauth://`` URI of an admin's TOTP seed (holds the seed: show once)."""
+        return otp.otpauth_uri(kind="totp", issuer=ADMIN_TOTP_ISSUER, account=name,
+                               seed=seed.reveal(), digits=ADMIN_TOTP_DIGITS,
+                               period=ADMIN_TOTP_PERIOD, counter=0, algorithm="SHA1")
+
+    def enrol_admin_totp(self, account: WebAccount, seed: Secret, code: str, *,
+                         client: str | None, now: datetime) -> bool | None:
+        """Confirm an admin's new TOTP with its first code, then store it sealed.
+
+        Returns:
+            True: enrolled. False: the code does not match (nothing stored). None: the
+            admin changed or enrolled meanwhile (sign in again).
+        """
+        match = otp.match_totp(seed.reveal(), code.strip(), now, period=ADMIN_TOTP_PERIOD,
+                               digits=ADMIN_TOTP_DIGITS, algorithm="SHA1", last_used=-1)
+        if match.value is None:
+            return False
+        owner, serial = _admin_seed_binding(account.id)
+        sealed = self.keys.seal_seed(seed.reveal(), owner, serial, self.random)
+        audit = AuditEvent(at=now, action="admin.enrol_totp", result="ok",
+                           actor=f"admin:{account.name}", client=client, node=self.node,
+                           detail={"admin": account.name})
+        if not self.store.enrol_admin_totp(account.id, account.generation, sealed,
+                                           match.value, audit):
+            return None
+        return True
+
+    def check_admin_code(self, account: WebAccount, code: str, now: datetime) -> str | None:
+        """Check an enrolled admin's current TOTP code and use it up (a code works once).
+
+        Returns:
+            None when accepted, else the audit reason: ``bad_code``, ``replayed_code``
+            (its step was used already), ``bad_seal`` (the seed does not open with this
+            key file).
+        """
+        if account.totp_sealed_seed is None:
+            return "bad_code"
+        owner, serial = _admin_seed_binding(account.id)
+        try:
+            seed = self.keys.open_seed(account.totp_sealed_seed, owner, serial)
+        except SealError:
+            return "bad_seal"
+        match = otp.match_totp(seed.reveal(), code.strip(), now, period=ADMIN_TOTP_PERIOD,
+                               digits=ADMIN_TOTP_DIGITS, algorithm="SHA1",
+                               last_used=account.totp_last_step)
+        if match.value is None:
+            return "replayed_code" if match.is_replay else "bad_code"
+        # Compare-and-set, like a user's token: two sign-ins with one code, one wins.
+        if not self.store.use_admin_totp_step(account.id, match.value):
+            return "replayed_code"
+        return None

@@ -138,6 +138,14 @@ def build_parser() -> argparse.ArgumentParser:
     aadd = admin.add_parser("add", help="create an admin")
     aadd.add_argument("name")
     aadd.add_argument("--password-stdin", action="store_true", required=True)
+    admin.add_parser("list", help="every admin, and whether her TOTP is set up")
+    admin.add_parser("delete", help="delete an admin (never the last one)").add_argument(
+        "name")
+    apassword = admin.add_parser("set-password", help="change an admin's password")
+    apassword.add_argument("name")
+    apassword.add_argument("--password-stdin", action="store_true", required=True)
+    admin.add_parser("reset-totp", help="forget an admin's TOTP: she enrols a new one at "
+                                        "her next sign-in").add_argument("name")
 
     settings = commands.add_parser("settings", help="the self-service policy").add_subparsers(
         dest="action", metavar="ACTION", parser_class=_Parser)
@@ -400,9 +408,30 @@ class Commands:
     # --- admins, settings, audit ---------------------------------------------------------
 
     def admin(self, args) -> int:
-        self.accounts.add_admin(args.name, _read_stdin_secret("password"), actor="cli",
-                                now=_now())
-        self.print(f"admin {args.name} added")
+        accounts, now = self.accounts, _now()
+        match args.action:
+            case "add":
+                accounts.add_admin(args.name, _read_stdin_secret("password"), actor="cli",
+                                   now=now)
+                self.print(f"admin {args.name} added")
+            case "list":
+                self.print(f"{'NAME':24} {'TOTP':14} CREATED")
+                for admin in accounts.list_admins():
+                    self.print(f"{admin.name:24} "
+                               f"{'enrolled' if admin.has_totp else 'not enrolled':14} "
+                               f"{_when(admin.created_at)}")
+            case "delete":
+                accounts.delete_admin(args.name, actor="cli", now=now)
+                self.print(f"admin {args.name} deleted")
+            case "set-password":
+                accounts.set_admin_password(args.name, _read_stdin_secret("password"),
+                                            actor="cli", now=now)
+                self.print(f"password of admin {args.name} set; her open sessions are "
+                           "signed out")
+            case "reset-totp":
+                accounts.reset_admin_totp(args.name, actor="cli", now=now)
+                self.print(f"TOTP of admin {args.name} reset: she sets up a new one at her "
+                           "next sign-in")
         return 0
 
     def settings(self, args) -> int:

@@ -87,11 +87,16 @@ class PerimeterConfig:
 
 @dataclass(frozen=True, slots=True)
 class AdminWebConfig:
-    """``[admin_web]``: the admin web's address (None: disabled) and TLS files (absolute)."""
+    """``[admin_web]``: the admin web's address (None: disabled) and TLS files (absolute).
+
+    ``require_totp``: admins sign in with password and their own TOTP (default true;
+    false only for a lab, with a warning at every start).
+    """
 
     listen: ListenAddress | None  # None: the admin web is disabled (listen = "")
     tls_cert: Path | None
     tls_key: Path | None
+    require_totp: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,7 +134,7 @@ _SECTIONS: dict[str, tuple[str, ...]] = {
     "keys": ("path",),
     "clients": ("name", "address", "secret", "require_message_authenticator"),
     "perimeter": ("networks", "check"),
-    "admin_web": ("listen", "tls_cert", "tls_key"),
+    "admin_web": ("listen", "tls_cert", "tls_key", "require_totp"),
 }
 
 _URL_HINT = "expected sqlite:///PATH or postgresql+psycopg://USER@HOST/DB"
@@ -558,7 +563,8 @@ class _Reader:
             missing, present = ("tls_key", "tls_cert") if key is None else ("tls_cert", "tls_key")
             self.error(f"admin_web.{missing}", f"missing; {present} needs {missing} too")
             is_ok = False
-        if not is_ok:
+        require_totp = self.require_totp(table)
+        if not is_ok or require_totp is None:
             return None
         assert cert is not False and key is not False
         if cert is not None and key is not None:
@@ -569,7 +575,21 @@ class _Reader:
                 self.warn(*warning)
             if problems:
                 return None
-        return AdminWebConfig(listen=listen, tls_cert=cert, tls_key=key)
+        return AdminWebConfig(listen=listen, tls_cert=cert, tls_key=key,
+                              require_totp=require_totp)
+
+    def require_totp(self, table: dict[str, Any]) -> bool | None:
+        """``admin_web.require_totp`` (issue 20, 13); None after reporting a problem."""
+        key = "admin_web.require_totp"
+        value = table.get("require_totp", True)
+        if not isinstance(value, bool):
+            self.error(key, f"expected true or false, got {_shown(value)}")
+            return None
+        if not value:
+            self.warn(key, "false: admins sign in to the web console with a password "
+                           "alone; this console can issue any user's emergency codes "
+                           "(use it in a lab only)")
+        return value
 
     def tls_file(self, table: dict[str, Any], name: str) -> Path | None | bool:
         """The resolved path; None when absent; False after reporting a problem."""

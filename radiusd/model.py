@@ -397,3 +397,46 @@ class TokenInfo:
     period: int
     last_used: int
     created_at: datetime
+
+
+# --- accounts of the web consoles (issue 20, defects 4 and 13) ------------------------------
+
+ADMIN_ACCOUNT = "admin"
+USER_ACCOUNT = "user"
+
+
+@dataclass(frozen=True, slots=True)
+class WebAccount:
+    """An account of a web console (an admin, or a user of the self-service console) as
+    sign-in and the sessions see it.
+
+    A session remembers ``id``, ``created_at`` and ``generation`` at sign-in and is valid
+    only while the account still has all three (and is not disabled): a deleted and
+    re-created name is another account, and a changed password, a disable or a reset
+    second factor changes ``generation``.
+
+    Attributes:
+        kind: ``ADMIN_ACCOUNT`` or ``USER_ACCOUNT``.
+        password_hash: the scrypt string (None: a user without self-service password).
+        totp_sealed_seed: an admin's own TOTP seed (``Keys.seal_seed``), None before
+            enrolment; ``totp_last_step``: the step last accepted (-1: none).
+    """
+
+    kind: str
+    id: int
+    name: str
+    generation: int
+    created_at: datetime
+    is_disabled: bool = False
+    password_hash: str | None = field(default=None, repr=False)
+    totp_sealed_seed: bytes | None = field(default=None, repr=False)
+    totp_last_step: int = -1
+
+    @property
+    def has_totp(self) -> bool:
+        return self.totp_sealed_seed is not None
+
+    @property
+    def stamp(self) -> tuple[int, datetime, int]:
+        """What a session compares: the same account, unchanged since sign-in."""
+        return (self.id, self.created_at, self.generation)

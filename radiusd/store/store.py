@@ -56,6 +56,8 @@ from radiusd.model import (CAS_COMMITS, AdvanceToken, AuditEvent, AuditRecord, C
                            EmergencyCode, EmergencySet, PacketCode, Receipt, RecordFailure,
                            ResetFailures, RevokeEmergencySet, SaveReceipt, Subject, Token,
                            TokenInfo, TokenKind, UseEmergencyCode, UserInfo)
+from radiusd.model import ADMIN_ACCOUNT, USER_ACCOUNT, WebAccount
+from radiusd.errors import UsageError
 from radiusd.settings import Settings, settings_from_rows
 from radiusd.emergency import rules
 from radiusd.store import tables
@@ -849,7 +851,7 @@ class Store:
     # --- users ---------------------------------------------------------------------------
 
     def add_user(self, name: str, *, pin_hash: bytes | None, password_hash: str | None,
-                 at: datetime, audit: AuditEvent) -> int:
+                 at: datetime, audit: AuditEvent, generation: int = 0) -> int:
         """Create a user (no tokens, not disabled, no failures).
 
         Args:
@@ -857,6 +859,8 @@ class Store:
             pin_hash: ``Keys.hash_pin`` output, or None for a user without PIN.
             password_hash: the self-service password hash, or None.
             at: creation time (aware). audit: written with the user.
+            generation: the first ``users.generation`` (``WebAccount``; a random start
+                keeps a re-created name from matching a session of the deleted one).
         Returns:
             The new user's id.
         Raises:
@@ -870,7 +874,7 @@ class Store:
                 raise taken
             result = connection.execute(insert(users).values(
                 name=name, pin_hash=pin_hash, password_hash=password_hash, is_disabled=False,
-                failures=0, locked_at=None, created_at=at))
+                failures=0, locked_at=None, created_at=at, generation=generation))
             user_id = int(result.inserted_primary_key[0])
             self._insert_audit(connection, audit)
         return user_id
@@ -949,7 +953,9 @@ class Store:
             StoreUnavailable: the database cannot be reached, is locked or timed out.
             NotInitialised: the schema is missing.
         """
-        self._update_user(name, {"password_hash": password_hash}, audit)
+        # A new generation ends the user's open self-service sessions (issue 20, 4).
+        self._update_user(name, {"password_hash": password_hash,
+                                 "generation": users.c.generation + 1}, audit)
 
     def get_password_hash(self, name: str) -> str | None:
         """A user's self-service password hash (for the self-service sign-in).
@@ -978,7 +984,8 @@ class Store:
             StoreUnavailable: the database cannot be reached, is locked or timed out.
             NotInitialised: the schema is missing.
         """
-        self._update_user(name, {"is_disabled": is_disabled}, audit)
+        self._update_user(name, {"is_disabled": is_disabled,
+                                 "generation": users.c.generation + 1}, audit)
 
     def unlock(self, name: str, audit: AuditEvent) -> None:
         """Clear a user's failure count and lock.
@@ -1752,7 +1759,8 @@ class Store:
 
     # --- admins of the web console -------------------------------------------------------
 
-    def add_admin(self, name: str, password_hash: str, at: datetime, audit: AuditEvent) -> int:
+    def add_admin(self, name: str, password_hash: str, at: datetime, audit: AuditEvent,
+                  generation: int = 0) -> int:
         """Create an admin of the web console.
 
         Args:
@@ -1771,7 +1779,8 @@ class Store:
                     select(admins.c.id).where(admins.c.name == name)).first() is not None:
                 raise taken
             result = connection.execute(insert(admins).values(
-                name=name, password_hash=password_hash, created_at=at))
+                name=name, password_hash=password_hash, created_at=at,
+                generation=generation))
             admin_id = int(result.inserted_primary_key[0])
             self._insert_audit(connection, audit)
         return admin_id
@@ -1794,6 +1803,156 @@ class Store:
         with self._transaction() as connection:
             return connection.execute(
                 select(admins.c.password_hash).where(admins.c.name == name)).scalar_one_or_none()
+
+    def find_web_account(self, kind: str, *, name: str | None = None,
+                         account_id: int | None = None) -> WebAccount | None:
+        """An account of a web console by name (sign-in) or by id (every request).
+
+        Args:
+            kind: ``ADMIN_ACCOUNT`` or ``USER_ACCOUNT``.
+            name, account_id: exactly one of them.
+        Returns:
+            The account with its password hash (and an admin's sealed TOTP seed), or None.
+        Raises:
+            StoreUnavailable: the database cannot be reached, is locked or timed out.
+            NotInitialised: the schema is missing.
+        """
+        table = admins if kind == ADMIN_ACCOUNT else users
+        condition = table.c.id == account_id if name is None else table.c.name == name
+        if kind == ADMIN_ACCOUNT:
+            columns = (admins.c.id, admins.c.name, admins.c.generation, admins.c.created_at,
+                       admins.c.password_hash, admins.c.totp_sealed_seed,
+                       admins.c.totp_last_step)
+        else:
+            columns = (users.c.id, users.c.name, users.c.generation, users.c.created_at,
+                       users.c.password_hash, users.c.is_disabled)
+        with self._transaction() as connection:
+            row = connection.execute(select(*columns).where(condition)).one_or_none()
+        if row is None:
+            return None
+        if kind == ADMIN_ACCOUNT:
+            return WebAccount(kind=kind, id=row.id, name=row.name, generation=row.generation,
+                              created_at=row.created_at, password_hash=row.password_hash,
+                              totp_sealed_seed=(bytes(row.totp_sealed_seed)
+                                                if row.totp_sealed_seed is not None else None),
+                              totp_last_step=row.totp_last_step)
+        return WebAccount(kind=kind, id=row.id, name=row.name, generation=row.generation,
+                          created_at=row.created_at, is_disabled=bool(row.is_disabled),
+                          password_hash=row.password_hash)
+
+    def list_admins(self) -> list[WebAccount]:
+        """Every admin by name, without password hash or seed (``has_totp`` kept).
+
+        Raises:
+            StoreUnavailable: the database cannot be reached, is locked or timed out.
+            NotInitialised: the schema is missing.
+        """
+        with self._transaction() as connection:
+            rows = connection.execute(
+                select(admins.c.id, admins.c.name, admins.c.generation, admins.c.created_at,
+                       admins.c.totp_sealed_seed.is_not(None).label("has_totp"))
+                .order_by(admins.c.name)).all()
+        return [WebAccount(kind=ADMIN_ACCOUNT, id=row.id, name=row.name,
+                           generation=row.generation, created_at=row.created_at,
+                           totp_sealed_seed=b"" if row.has_totp else None)
+                for row in rows]
+
+    def delete_admin(self, name: str, audit: AuditEvent) -> None:
+        """Delete an admin, never the last one.
+
+        Every admin row is locked first (PostgreSQL ``FOR UPDATE``; SQLite writes one at a
+        time), so two deletions at once cannot leave no admin.
+
+        Raises:
+            NotFound: no such admin.
+            UsageError: it is the last admin (the console would have nobody to sign in).
+            StoreUnavailable: the database cannot be reached, is locked or timed out.
+            NotInitialised: the schema is missing.
+        """
+        with self._write() as connection:
+            names = connection.execute(
+                select(admins.c.name).order_by(admins.c.id).with_for_update()).scalars().all()
+            if name not in names:
+                raise NotFound(f"no admin {name!r}")
+            if len(names) == 1:
+                raise UsageError(f"cannot delete {name!r}: it is the last admin (add another "
+                                 "admin first)")
+            connection.execute(delete(admins).where(admins.c.name == name))
+            self._insert_audit(connection, audit)
+
+    def set_admin_password(self, name: str, password_hash: str, audit: AuditEvent) -> int:
+        """Change an admin's password; a new generation ends the admin's open sessions.
+
+        Returns:
+            The new generation (the console keeps the session that made the change).
+        Raises:
+            NotFound: no such admin.
+            StoreUnavailable: the database cannot be reached, is locked or timed out.
+            NotInitialised: the schema is missing.
+        """
+        return self._update_admin(name, {"password_hash": password_hash}, audit)
+
+    def reset_admin_totp(self, name: str, audit: AuditEvent) -> int:
+        """Forget an admin's TOTP: the next sign-in enrols a new one; sessions end.
+
+        Raises:
+            NotFound: no such admin.
+            StoreUnavailable: the database cannot be reached, is locked or timed out.
+            NotInitialised: the schema is missing.
+        """
+        return self._update_admin(name, {"totp_sealed_seed": None, "totp_last_step": -1},
+                                  audit)
+
+    def enrol_admin_totp(self, admin_id: int, generation: int, sealed_seed: bytes,
+                         step: int, audit: AuditEvent) -> bool:
+        """Store an admin's first TOTP seed, with the step of the code that confirmed it.
+
+        Compare-and-set: only while the admin has no seed and still has ``generation``.
+
+        Returns:
+            False when the admin is gone, changed, or enrolled meanwhile (nothing written).
+        Raises:
+            StoreUnavailable: the database cannot be reached, is locked or timed out.
+            NotInitialised: the schema is missing.
+        """
+        with self._write() as connection:
+            result = connection.execute(
+                update(admins).where(admins.c.id == admin_id,
+                                     admins.c.generation == generation,
+                                     admins.c.totp_sealed_seed.is_(None))
+                .values(totp_sealed_seed=sealed_seed, totp_last_step=step))
+            if result.rowcount != 1:
+                return False
+            self._insert_audit(connection, audit)
+        return True
+
+    def use_admin_totp_step(self, admin_id: int, step: int) -> bool:
+        """Record a TOTP step as used (compare-and-set, as for tokens: a code works once).
+
+        Returns:
+            False when that step (or a later one) was used already.
+        Raises:
+            StoreUnavailable: the database cannot be reached, is locked or timed out.
+            NotInitialised: the schema is missing.
+        """
+        with self._write() as connection:
+            result = connection.execute(
+                update(admins).where(admins.c.id == admin_id,
+                                     admins.c.totp_last_step < step)
+                .values(totp_last_step=step))
+        return result.rowcount == 1
+
+    def _update_admin(self, name: str, values: Mapping[str, object],
+                      audit: AuditEvent) -> int:
+        with self._write() as connection:
+            result = connection.execute(
+                update(admins).where(admins.c.name == name)
+                .values(generation=admins.c.generation + 1, **values))
+            if result.rowcount != 1:
+                raise NotFound(f"no admin {name!r}")
+            self._insert_audit(connection, audit)
+            return int(connection.execute(
+                select(admins.c.generation).where(admins.c.name == name)).scalar_one())
 
     # --- helpers (inside a transaction) --------------------------------------------------
 

@@ -84,6 +84,9 @@ users = Table(
     Column("failures", Integer, nullable=False, default=0, server_default="0"),
     Column("locked_at", UTCDateTime, nullable=True),
     Column("created_at", UTCDateTime, nullable=False),
+    # Remembered by a web session at sign-in, compared on every request; changed by a
+    # password change and by disable, so those end open sessions (revision 0007).
+    Column("generation", BigInteger, nullable=False, default=0, server_default="0"),
 )
 
 tokens = Table(
@@ -136,6 +139,11 @@ admins = Table(
     Column("name", String(255), nullable=False, unique=True),
     Column("password_hash", Text, nullable=False),
     Column("created_at", UTCDateTime, nullable=False),
+    # As users.generation; also changed when the second factor is reset (revision 0007).
+    Column("generation", BigInteger, nullable=False, default=0, server_default="0"),
+    Column("totp_sealed_seed", LargeBinary, nullable=True),  # Keys.seal_seed; NULL: none yet
+    # The TOTP step last accepted (CAS target: a code works once); -1: none.
+    Column("totp_last_step", BigInteger, nullable=False, default=-1, server_default="-1"),
 )
 
 # --- emergency access (issue 3; revision 0002) ---------------------------------------------

@@ -75,8 +75,10 @@ def test_every_route_sends_an_anonymous_visitor_to_sign_in(console, endpoint, me
     client = console.client()
     page = client.request(method, url, {"csrf": "x"} if method == "POST" else None)
     if endpoint in PUBLIC_ENDPOINTS:
-        # Public pages answer (a sign-in POST without a session's token is refused).
-        assert page.code in (200, 403), (url, page.code)
+        # Public pages answer (a sign-in POST without a session's token is refused); an
+        # admin's second sign-in step sends a visitor without a right password to sign in.
+        assert page.code in (200, 403) or (page.code, page.location) == (303, "/sign-in"), \
+            (url, page.code)
         return
     assert page.code == 303, (url, page.code)
     expected = "/self-service/sign-in" if url.startswith("/self-service") else "/sign-in"
@@ -106,25 +108,24 @@ def test_cookies_are_httponly_samesite_strict(console):
 
 
 def test_sign_in_gets_a_new_session_id(console):
+    """A session id planted before sign-in is never the signed-in one (no fixation)."""
     client = console.client()
-    client.get("/sign-in")
-    anonymous = dict(client.cookies)
-    client.post("/sign-in", {"name": "root", "password": ADMIN_PASSWORD})
-    assert client.cookies["radiusd_admin"] != anonymous["radiusd_admin"]
-    # The old id is no longer signed in (no session fixation).
-    old = console.client()
-    old.cookies = anonymous
-    assert old.get("/").code == 303
+    client.cookies["radiusd_admin"] = "chosen-by-an-attacker"
+    client = console.signed_in(client=client)
+    assert client.cookies["radiusd_admin"] != "chosen-by-an-attacker"
+    planted = console.client()
+    planted.cookies["radiusd_admin"] = "chosen-by-an-attacker"
+    assert planted.get("/").code == 303
 
 
-def test_a_flood_of_anonymous_sessions_does_not_sign_anyone_out(store):
+def test_a_flood_of_anonymous_sign_in_pages_keeps_no_session(store):
+    """Issue 20 (11): the sign-in page opens no server-side session."""
     console = make_console(store)
     console.add_admin()
-    console.web.sessions.max_sessions = 5
     admin = console.signed_in()
     for _ in range(20):
         console.client().get("/sign-in")
-    assert len(console.web.sessions) == 5
+    assert len(console.web.sessions) == 1
     assert admin.get("/").code == 200
 
 
@@ -173,6 +174,8 @@ def test_repeated_bad_passwords_block_sign_in_for_five_minutes_and_are_audited(c
                for r in rows)
     console.clock.advance(5 * 60)
     page = client.post("/sign-in", {"name": "root", "password": ADMIN_PASSWORD})
+    assert page.code == 303 and page.location == "/sign-in/enrol"  # then her own TOTP
+    page = console.second_step(client, "root", page)
     assert page.code == 303 and page.location == "/"
     latest = _audit(console, action="admin.sign_in", limit=1)[0]
     assert (latest.result, latest.actor) == ("ok", "admin:root")
@@ -573,8 +576,8 @@ def test_settings_form_saves_each_changed_key(console, admin):
 
 
 def test_web_and_cli_actions_write_the_same_audit_rows(console, admin):
-    admin.post("/users", {"name": "web-user", "pin": "4821", "password": "password-1"})
-    console.accounts.add_user("cli-user", pin="4821", password=Secret("password-1"),
+    admin.post("/users", {"name": "web-user", "pin": "4821", "password": "web-pass-4821"})
+    console.accounts.add_user("cli-user", pin="4821", password=Secret("web-pass-4821"),
                               actor="cli", now=console.now())
     admin.post("/users/web-user/pin", {"pin": "1111"})
     console.accounts.set_pin("cli-user", "1111", actor="cli", now=console.now())
