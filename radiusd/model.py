@@ -222,6 +222,9 @@ class RejectReason(StrEnum):
     SET_EXPIRED = "set_expired"
     SET_REVOKED = "set_revoked"
     OUTSIDE_PERIMETER = "outside_perimeter"
+    # hostile input (issue 21, 1)
+    BAD_USER_NAME = "bad_user_name"  # breaks wire_text's rule: never looked up
+    DATA_REFUSED = "data_refused"    # the database refused this request's own data
 
 
 @dataclass(frozen=True, slots=True)
