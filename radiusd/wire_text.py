@@ -61,8 +61,10 @@ def user_name_problem(name: str) -> str | None:
     Raises:
         Nothing, whatever the string.
     """
-    # The request path: one scan for an ordinary name.
-    if name and len(name) <= _SHORT and _ANY_FORBIDDEN.search(name) is None:
+    # The request path: an ordinary name costs a scan or two (printable ASCII: no C0, no
+    # DEL, no surrogate; isprintable is False for exactly those among ASCII characters).
+    if name and len(name) <= _SHORT and (
+            (name.isascii() and name.isprintable()) or _ANY_FORBIDDEN.search(name) is None):
         return None
     for problem, breaks in USER_NAME_RULES:
         if breaks(name):
@@ -80,7 +82,8 @@ def recorded(value: str | None) -> str | None:
         Nothing, whatever the string.
     """
     # TODO(issue 21): use radiusd.escaping once both are on one branch (one escaping).
-    if value is None or _ANY_FORBIDDEN.search(value) is None:
+    if (value is None or (value.isascii() and value.isprintable())
+            or _ANY_FORBIDDEN.search(value) is None):
         return value
     return _ESCAPED.sub(_escape, value)
 
