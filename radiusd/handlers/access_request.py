@@ -197,19 +197,30 @@ def authenticate_batch(ctx: HandlerContext, batch: Sequence[Pending]) -> list[Ve
     """
     now = batch[0].now
     keys = [receipt_key(ctx, item.request, item.source) for item in batch]
-    settings = ctx.settings.get(now)
-    subjects = _load_subjects(ctx, batch)
-    verdicts: list[Verdict] = [
-        decide_access(item.request, subject, settings, ctx.keys, item.now,
-                      origin_of(ctx, item.client, item.source[0]))
-        for item, subject in zip(batch, subjects)]
-    # A retransmission of a request answered before (by another server, or before a
-    # restart) is decided again and, its one-time code being spent, rejected: only a
-    # Reject can be one, so only a Reject looks for a receipt, before any failure of its
-    # own is counted: on the rows its user's effects use (loaded already), else in the
-    # receipt table (one query, and none in a batch without Rejects).
-    rejected = [index for index, verdict in enumerate(verdicts) if isinstance(verdict, Reject)]
-    answered = _answered(ctx, batch, keys, rejected, [subjects[index] for index in rejected])
+    try:
+        settings = ctx.settings.get(now)
+        subjects = _load_subjects(ctx, batch)
+        verdicts: list[Verdict] = [
+            decide_access(item.request, subject, settings, ctx.keys, item.now,
+                          origin_of(ctx, item.client, item.source[0]))
+            for item, subject in zip(batch, subjects)]
+        # A retransmission of a request answered before (by another server, or before a
+        # restart) is decided again and, its one-time code being spent, rejected: only a
+        # Reject can be one, so only a Reject looks for a receipt, before any failure of
+        # its own is counted: on the rows its user's effects use (loaded already), else in
+        # the receipt table (one query, and none in a batch without Rejects).
+        rejected = [index for index, verdict in enumerate(verdicts)
+                    if isinstance(verdict, Reject)]
+        answered = _answered(ctx, batch, keys, rejected,
+                             [subjects[index] for index in rejected])
+    except DataRefused:
+        # A read refused one request's data (e.g. a name the database's encoding cannot
+        # hold). Nothing is committed yet: each request again, in a batch of its own.
+        if len(batch) > 1:
+            return [verdict for item in batch for verdict in authenticate_batch(ctx, [item])]
+        _commit(ctx, [((), _refused_audit(ctx, batch[0]), None)])
+        ctx.store.sync(ctx.store.sync_ticket())
+        return [Reject(RejectReason.DATA_REFUSED)]
     to_apply: list[int] = []
     effects = []
     for index, (item, key, verdict) in enumerate(zip(batch, keys, verdicts)):
@@ -226,17 +237,9 @@ def authenticate_batch(ctx: HandlerContext, batch: Sequence[Pending]) -> list[Ve
     refused = [index for index, is_done in zip(to_apply, results) if is_done is None]
     audits = []
     for index in refused:
-        # Nothing of it was committed: never an Accept. Its audit row, in a form the
-        # database takes whatever it refused (ASCII, no detail), if it takes that.
-        item = batch[index]
+        # Nothing of it was committed: never an Accept.
         verdicts[index] = Reject(RejectReason.DATA_REFUSED)
-        log.warn("the database refused the data of a request for {user} from {client}: "
-                 "rejected", user=_ascii(item.request.user_name), client=item.client.name)
-        audits.append(((), AuditEvent(at=item.now, action="auth", result="reject",
-                                      actor="radius", user_name=_ascii(item.request.user_name),
-                                      reason=RejectReason.DATA_REFUSED.value,
-                                      client=item.client.name, nas_address=item.source[0],
-                                      node=ctx.node), None))
+        audits.append(((), _refused_audit(ctx, batch[index]), None))
     if lost:
         # A compare-and-set lost. If the winner was this same request (a retransmission
         # that reached another server at the same moment), its receipt has the answer.
@@ -283,6 +286,17 @@ def _commit(ctx: HandlerContext, effects: list) -> list[bool | None]:
     return results
 
 
+def _refused_audit(ctx: HandlerContext, item: Pending) -> AuditEvent:
+    """Log a request whose data the database refused, and its audit row, in a form the
+    database takes whatever it refused (ASCII, no detail), if it takes that."""
+    log.warn("the database refused the data of a request for {user} from {client}: "
+             "rejected", user=_ascii(item.request.user_name), client=item.client.name)
+    return AuditEvent(at=item.now, action="auth", result="reject", actor="radius",
+                      user_name=_ascii(item.request.user_name),
+                      reason=RejectReason.DATA_REFUSED.value, client=item.client.name,
+                      nas_address=item.source[0], node=ctx.node)
+
+
 def _ascii(text: str | None) -> str | None:
     """``text`` as printable ASCII (Python's ``ascii``: every control character, non-ASCII
     character and lone surrogate escaped), what any database takes: the last resort for a
@@ -323,7 +337,7 @@ async def handle_access_request(request: RadiusRequest, client: Client,
         else:
             verdict = (await ctx.run_db(authenticate_batch, ctx, [pending]))[0]
     except DataRefused:
-        # Not an outage: a read refused this request's data (its batch failed with it).
+        # Not an outage: a read refused this request's data after its commit lost a race.
         log.failure("the database refused the data of a request for {user} from {client}; "
                     "rejecting", user=_ascii(request.user_name), client=client.name)
         verdict = Reject(RejectReason.DATA_REFUSED)

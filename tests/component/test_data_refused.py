@@ -196,3 +196,56 @@ def test_data_refused_does_not_mark_the_database_down():
         assert [e for e in logged if "unreachable" in e.get("log_format", "")]
     finally:
         globalLogPublisher.removeObserver(logged.append)
+
+
+@pytest.fixture()
+def latin1_store():
+    """A Store on a PostgreSQL database in LATIN1 (an old cluster's default), where a
+    name in another script passes the User-Name rule but cannot be sent to the database."""
+    import secrets
+
+    from sqlalchemy import make_url
+
+    from support import PG_SERVER, admin_engine
+    server = make_url(PG_SERVER)
+    name = f"radiusd_latin1_{secrets.token_hex(6)}"
+    admin = admin_engine(server)
+    try:
+        with admin.connect() as connection:
+            connection.exec_driver_sql(f'CREATE DATABASE "{name}" ENCODING \'LATIN1\' '
+                                       "LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0")
+    except Exception as exc:  # noqa: BLE001 (the reason is shown)
+        admin.dispose()
+        from support import missing_part
+        missing_part(f"PostgreSQL not reachable at {PG_SERVER}: {type(exc).__name__}")
+    store = Store.open(server.set(database=name).render_as_string(hide_password=False),
+                       pool_size=2)
+    try:
+        store.migrate()
+        yield store
+    finally:
+        store.close()
+        with admin.connect() as connection:
+            connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.dispose()
+
+
+def test_a_name_the_database_cannot_hold_costs_only_its_own_request(latin1_store):
+    """Issue 21 (1): a read refused for one request's data (here a User-Name the LATIN1
+    database cannot hold) does not cost the other requests of its batch their Accepts:
+    the batch is decided again one request at a time, and the database is not down."""
+    _users(latin1_store, 4)
+    now = datetime.now(UTC)
+    code = hotp(SEED, totp_step(now), 6)
+    ctx = HandlerContext(store=latin1_store, keys=KEYS, run_db=None, now=lambda: now,
+                         settings=SettingsCache(latin1_store.load_settings), node="test")
+    names = ["u0", "u1", "李小龍", "u2", "u3"]
+    batch = [Pending(_request(index, name, code), CLIENT, ("127.0.0.1", 1000 + index), now)
+             for index, name in enumerate(names)]
+    verdicts = authenticate_batch(ctx, batch)
+    assert [type(verdict) for verdict in verdicts] == [Accept, Accept, Reject, Accept, Accept]
+    assert verdicts[2].reason is RejectReason.DATA_REFUSED
+    rows = {row.event.user_name: row.event.reason
+            for row in latin1_store.list_audit(action="auth")}
+    assert rows == {"u0": None, "u1": None, "\\u674e\\u5c0f\\u9f8d": "data_refused",
+                    "u2": None, "u3": None}
