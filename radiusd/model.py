@@ -82,7 +82,10 @@ class RadiusRequest:
 
     ``attributes`` keeps every attribute as ``(type, value)`` in wire order; the named fields
     are the ones the core reads. ``password`` is the PAP User-Password decrypted to bytes
-    (trailing NULs stripped), ``None`` when absent.
+    (trailing NULs stripped), ``None`` when absent. The text fields (``user_name``,
+    ``calling_station_id``, ``nas_identifier``) are decoded losslessly: octets that are not
+    UTF-8 appear as U+DC80..U+DCFF (``surrogateescape``), and may hold control characters;
+    ``wire_text`` says whether a name may be looked up and how a value is recorded.
     """
 
     code: PacketCode
