@@ -32,7 +32,7 @@ from radiusd.clients import ClientTable
 from radiusd.config import Config
 from radiusd.crypto import Keys
 from radiusd.dedup import ReplyCache
-from radiusd.errors import ConfigError, NotInitialised, StoreUnavailable
+from radiusd.errors import ConfigError, DataRefused, NotInitialised, StoreUnavailable
 from radiusd.handlers import HANDLERS
 from radiusd.handlers.access_request import authenticate_batch
 from radiusd.handlers.context import HandlerContext, SettingsCache, StoreHealth
@@ -233,6 +233,7 @@ class DatabaseRunner:
     """``run_db(fn, *args)``: runs ``fn`` in the dedicated DB pool, never on the reactor.
 
     A timeout or an unreachable database becomes ``StoreUnavailable`` (no reply is sent);
+    ``DataRefused`` (a statement refused for its data) passes through and is no outage;
     the outage is logged once a minute and probed until the database answers again. A call
     that succeeds after ``SLOW_DB_CALL`` seconds or more (queueing included) is logged as
     a warning, at most once a minute, with how many were slow and the slowest.
@@ -284,6 +285,10 @@ class DatabaseRunner:
         self._slow_calls, self._slowest = 0, 0.0
 
     def _failed(self, failure):
+        if failure.check(DataRefused):
+            # The database answered: one statement's data was refused (issue 21, 1). Not
+            # an outage; the caller fails that request alone.
+            return failure
         if failure.check(defer.TimeoutError, defer.CancelledError):
             reason = f"no answer within {self.timeout:g} s"
         elif failure.check(StoreUnavailable):

@@ -313,8 +313,9 @@ def decode(data: bytes, client: Client) -> RadiusRequest:
             Message-Authenticator length or count, more than 200 attributes, EAP-Message,
             User-Password with CHAP-Password or repeated or of a bad length, an
             Access-Request without User-Password/CHAP-Password/State), or a field cannot be
-            decoded (User-Name, Calling-Station-Id or NAS-Identifier not UTF-8, an address
-            not 4 octets), or anything unexpected happens while decoding.
+            decoded (an address not 4 octets), or anything unexpected happens while
+            decoding. Text that is not UTF-8 (User-Name, Calling-Station-Id,
+            NAS-Identifier) is decoded with ``surrogateescape``, not dropped.
         UnexpectedPacketCode: the code is not Access-Request or Status-Server (e.g.
             Accounting-Request on the authentication port).
         MissingMessageAuthenticator: no Message-Authenticator where one is required:
@@ -462,15 +463,15 @@ def _bad_attribute(attribute_type: int, attribute_length: int, position: int) ->
 
 
 def _text(values: dict[int, list[bytes]], attribute_type: int, name: str) -> str | None:
-    """The first value as strict UTF-8 (RFC 2865 §5 "text"); a lossy decode could match
-    the wrong user, so invalid UTF-8 drops the packet."""
+    """The first value as UTF-8 (RFC 2865 §5 "text"), losslessly: octets that are not
+    UTF-8 become U+DC80..U+DCFF (``surrogateescape``), so that no two values decode alike
+    and the core's rule (``wire_text``) refuses such a User-Name with an Access-Reject and
+    records such a Calling-Station-Id escaped (issue 21, 1): a user's text is not a
+    malformed packet, and a drop would make the NAS fail over for one user's typing."""
     found = values.get(attribute_type)
     if not found:
         return None
-    try:
-        return found[0].decode("utf-8")
-    except UnicodeDecodeError:
-        raise MalformedPacket(f"{name} is not valid UTF-8") from None
+    return found[0].decode("utf-8", "surrogateescape")
 
 
 def _ipv4(values: dict[int, list[bytes]], attribute_type: int, name: str) -> str | None:

@@ -30,6 +30,7 @@ from radiusd.model import (Accept, AdvanceToken, Commit, EmergencySet, RadiusReq
                            RevokeEmergencySet, Subject, Token, TokenKind, UseEmergencyCode)
 from radiusd.passcode import split_passcode
 from radiusd.settings import Settings
+from radiusd.wire_text import user_name_problem
 
 
 @dataclass(frozen=True, slots=True)
@@ -301,7 +302,10 @@ def decide_access(request: RadiusRequest, subject: Subject | None, settings: Set
                   keys: Keys, now: datetime, origin: Origin = Origin()) -> Accept | Reject:
     """Decide an Access-Request (SPEC "Authentication rules").
 
-    Rules, in order: CHAP and a missing User-Password are refused; unknown, disabled and
+    Rules, in order: a User-Name that breaks ``wire_text``'s rule (control characters,
+    NUL included, invalid UTF-8, empty, over 253 octets) is refused (``bad_user_name``;
+    the handler does not look it up, so ``subject`` is None); CHAP and a missing
+    User-Password are refused; unknown, disabled and
     locked users are refused without counting a failure; then the passcode is split by each
     candidate's code length, its PIN part checked (or required empty for a user without
     PIN) and its code matched. The first match accepts; otherwise the failure is counted,
@@ -323,6 +327,10 @@ def decide_access(request: RadiusRequest, subject: Subject | None, settings: Set
     Raises:
         Nothing by design; any exception is a bug, turned into a Reject by the handler.
     """
+    if request.user_name is not None:
+        problem = user_name_problem(request.user_name)
+        if problem is not None:  # issue 21 (1): no such name can exist; Reject, not a drop
+            return Reject(RejectReason.BAD_USER_NAME, detail={"user_name": problem})
     # SPEC: "CHAP gets Access-Reject (PAP only)": the PIN + code split needs the cleartext.
     if request.has_chap_password:
         return Reject(RejectReason.CHAP_NOT_SUPPORTED)

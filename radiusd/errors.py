@@ -12,6 +12,8 @@ A Reject is a value (``model.RejectReason``), never an exception: exceptions mea
     │   ├── MissingMessageAuthenticator  required but absent (CVE-2024-3596)
     │   └── UnexpectedPacketCode      not Access-Request/Status-Server on the auth port
     ├── StoreUnavailable              the database cannot be reached or timed out: no answer
+    │   └── DataRefused               the database is up, but refused one statement for the
+    │                                 data it carried: only that request fails (a Reject)
     ├── NotInitialised                the database has no schema: run `radiusd init`
     └── UsageError                    bad CLI/web input: one line naming the problem
         ├── NotFound                  unknown user, token, ...
@@ -59,6 +61,16 @@ class UnexpectedPacketCode(PacketDropped):
 
 class StoreUnavailable(RadiusdError):
     """The database is unreachable or too slow; RADIUS gets no reply so the NAS fails over."""
+
+
+class DataRefused(StoreUnavailable):
+    """The database is reachable but refused a statement for the data it carried (driver
+    DataError, IntegrityError, ProgrammingError; a string it cannot encode): the request
+    that carried it fails alone, and the database is not down (issue 21, 1).
+
+    A subclass of StoreUnavailable so that the admin paths (CLI, web) keep reporting it as
+    they did; the request path tells the two apart.
+    """
 
 
 class NotInitialised(RadiusdError):

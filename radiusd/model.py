@@ -82,7 +82,10 @@ class RadiusRequest:
 
     ``attributes`` keeps every attribute as ``(type, value)`` in wire order; the named fields
     are the ones the core reads. ``password`` is the PAP User-Password decrypted to bytes
-    (trailing NULs stripped), ``None`` when absent.
+    (trailing NULs stripped), ``None`` when absent. The text fields (``user_name``,
+    ``calling_station_id``, ``nas_identifier``) are decoded losslessly: octets that are not
+    UTF-8 appear as U+DC80..U+DCFF (``surrogateescape``), and may hold control characters;
+    ``wire_text`` says whether a name may be looked up and how a value is recorded.
     """
 
     code: PacketCode
@@ -234,6 +237,9 @@ class RejectReason(StrEnum):
     OUTSIDE_PERIMETER = "outside_perimeter"
     # issue 20 (12): a code of the set a newer one replaced (superseded), not a wrong code
     CODE_OF_REPLACED_SET = "code_of_replaced_set"
+    # hostile input (issue 21, 1)
+    BAD_USER_NAME = "bad_user_name"  # breaks wire_text's rule: never looked up
+    DATA_REFUSED = "data_refused"    # the database refused this request's own data
 
 
 @dataclass(frozen=True, slots=True)

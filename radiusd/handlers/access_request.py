@@ -9,6 +9,12 @@ lost compare-and-set turns it into a Reject (``LOST_RACE``) unless the winner wa
 request on another server (its receipt is found: same answer). Anything unexpected is a
 Reject (fail closed), except a database that cannot be reached: then nothing is sent and
 the NAS fails over (FreeRADIUS: backend timeout → do not respond).
+
+Hostile text (issue 21, 1): a User-Name that breaks ``wire_text``'s rule is never looked
+up (``decide_access`` rejects it, ``bad_user_name``), and the text attributes are recorded
+in their escaped form. A batch the database refuses for one request's data
+(``DataRefused``) is committed again one request at a time: the others get their answers,
+the refused one a Reject (``data_refused``), and the database is not called down.
 """
 
 from __future__ import annotations
@@ -22,11 +28,12 @@ from twisted.logger import Logger
 from radiusd.decide import Origin, decide_access
 from radiusd.emergency.codes import candidate_hash
 from radiusd.emergency.rules import check_nas_perimeter
-from radiusd.errors import StoreUnavailable
+from radiusd.errors import DataRefused, StoreUnavailable
 from radiusd.handlers.context import HandlerContext, Response
 from radiusd.model import (Accept, AdvanceToken, AuditEvent, Client, Commit, PacketCode,
                            RadiusRequest, Receipt, Reject, RejectReason, SaveReceipt, Subject,
                            Verdict)
+from radiusd.wire_text import recorded, user_name_problem
 
 log = Logger(namespace="radiusd.access")
 
@@ -44,12 +51,13 @@ def audit_event(request: RadiusRequest, client: Client, address: str, verdict: V
             detail["authenticator"] = verdict.authenticator
     else:
         result, reason = "reject", verdict.reason.value
+    # Text from the wire, escaped if it holds control characters or is not UTF-8.
     if request.calling_station_id:
-        detail["calling_station_id"] = request.calling_station_id
+        detail["calling_station_id"] = recorded(request.calling_station_id)
     if request.nas_identifier:
-        detail["nas_identifier"] = request.nas_identifier
+        detail["nas_identifier"] = recorded(request.nas_identifier)
     return AuditEvent(at=now, action="auth", result=result, actor="radius",
-                      user_name=request.user_name, reason=reason, client=client.name,
+                      user_name=recorded(request.user_name), reason=reason, client=client.name,
                       nas_address=address, node=node, detail=detail)
 
 
@@ -78,7 +86,7 @@ def receipt_key(ctx: HandlerContext, request: RadiusRequest, source: tuple[str, 
     """What identifies this request wherever it arrives (SPEC: a retransmission)."""
     return ctx.keys.receipt_hash(source[0].encode(), str(source[1]).encode(),
                                  bytes([request.identifier]), request.authenticator,
-                                 (request.user_name or "").encode("utf-8"))
+                                 (request.user_name or "").encode("utf-8", "surrogateescape"))
 
 
 def _from_receipt(receipt: Receipt) -> Verdict:
@@ -107,16 +115,22 @@ class Pending:
     now: datetime
 
 
+def _name(request: RadiusRequest) -> str | None:
+    """The User-Name to look up: none when it breaks the rule (``decide_access`` rejects
+    the request as ``bad_user_name``; the store never sees such a name)."""
+    name = request.user_name
+    return name if name and user_name_problem(name) is None else None
+
+
 def _load_subjects(ctx: HandlerContext, batch: Sequence[Pending]) -> list[Subject | None]:
     """Per request, its user as ``decide_access`` needs them: tokens, and the latest
     emergency set holding only the code this passcode may be (found by its keyed hash).
     Three queries whatever the batch size."""
-    subjects = ctx.store.load_subjects(
-        [item.request.user_name for item in batch if item.request.user_name],
-        with_codes=False)
+    names = [_name(item.request) for item in batch]
+    subjects = ctx.store.load_subjects([name for name in names if name], with_codes=False)
     candidates: list[tuple[str, bytes] | None] = []
-    for item in batch:
-        subject = subjects.get(item.request.user_name) if item.request.user_name else None
+    for item, name in zip(batch, names):
+        subject = subjects.get(name) if name else None
         emergency = subject.emergency if subject is not None else None
         password = item.request.password
         code_hash = (None if emergency is None or password is None
@@ -125,8 +139,8 @@ def _load_subjects(ctx: HandlerContext, batch: Sequence[Pending]) -> list[Subjec
     codes = ctx.store.find_emergency_codes(
         [candidate for candidate in candidates if candidate is not None])
     per_request: list[Subject | None] = []
-    for item, candidate in zip(batch, candidates):
-        subject = subjects.get(item.request.user_name) if item.request.user_name else None
+    for name, candidate in zip(names, candidates):
+        subject = subjects.get(name) if name else None
         code = codes.get(candidate) if candidate is not None else None
         if subject is not None and subject.emergency is not None and code is not None:
             # The set was loaded without codes: it holds this passcode's code, if any.
@@ -225,20 +239,31 @@ def authenticate_batch(ctx: HandlerContext, batch: Sequence[Pending]) -> list[Ve
     """
     now = batch[0].now
     keys = [receipt_key(ctx, item.request, item.source) for item in batch]
-    settings = ctx.settings.get(now)
-    subjects = _load_subjects(ctx, batch)
-    verdicts: list[Verdict] = [
-        decide_access(item.request, subject, settings, ctx.keys, item.now,
-                      origin_of(ctx, item.client, item.source[0]))
-        for item, subject in zip(batch, subjects)]
-    _recognise_replaced_codes(ctx, batch, subjects, verdicts, settings)
-    # A retransmission of a request answered before (by another server, or before a
-    # restart) is decided again and, its one-time code being spent, rejected: only a
-    # Reject can be one, so only a Reject looks for a receipt, before any failure of its
-    # own is counted: on the rows its user's effects use (loaded already), else in the
-    # receipt table (one query, and none in a batch without Rejects).
-    rejected = [index for index, verdict in enumerate(verdicts) if isinstance(verdict, Reject)]
-    answered = _answered(ctx, batch, keys, rejected, [subjects[index] for index in rejected])
+    try:
+        settings = ctx.settings.get(now)
+        subjects = _load_subjects(ctx, batch)
+        verdicts: list[Verdict] = [
+            decide_access(item.request, subject, settings, ctx.keys, item.now,
+                          origin_of(ctx, item.client, item.source[0]))
+            for item, subject in zip(batch, subjects)]
+        _recognise_replaced_codes(ctx, batch, subjects, verdicts, settings)
+        # A retransmission of a request answered before (by another server, or before a
+        # restart) is decided again and, its one-time code being spent, rejected: only a
+        # Reject can be one, so only a Reject looks for a receipt, before any failure of
+        # its own is counted: on the rows its user's effects use (loaded already), else in
+        # the receipt table (one query, and none in a batch without Rejects).
+        rejected = [index for index, verdict in enumerate(verdicts)
+                    if isinstance(verdict, Reject)]
+        answered = _answered(ctx, batch, keys, rejected,
+                             [subjects[index] for index in rejected])
+    except DataRefused:
+        # A read refused one request's data (e.g. a name the database's encoding cannot
+        # hold). Nothing is committed yet: each request again, in a batch of its own.
+        if len(batch) > 1:
+            return [verdict for item in batch for verdict in authenticate_batch(ctx, [item])]
+        _commit(ctx, [((), _refused_audit(ctx, batch[0]), None)])
+        ctx.store.sync(ctx.store.sync_ticket())
+        return [Reject(RejectReason.DATA_REFUSED)]
     to_apply: list[int] = []
     effects = []
     for index, (item, key, verdict) in enumerate(zip(batch, keys, verdicts)):
@@ -250,15 +275,19 @@ def authenticate_batch(ctx: HandlerContext, batch: Sequence[Pending]) -> list[Ve
                         audit_event(item.request, item.client, item.source[0], verdict,
                                     item.now, ctx.node),
                         _receipt(key, verdict, item.now)))
-    lost = [index for index, is_done in zip(to_apply,
-                                            ctx.store.apply_batch(effects, sync=False))
-            if not is_done]
+    results = _commit(ctx, effects)
+    lost = [index for index, is_done in zip(to_apply, results) if is_done is False]
+    refused = [index for index, is_done in zip(to_apply, results) if is_done is None]
+    audits = []
+    for index in refused:
+        # Nothing of it was committed: never an Accept.
+        verdicts[index] = Reject(RejectReason.DATA_REFUSED)
+        audits.append(((), _refused_audit(ctx, batch[index]), None))
     if lost:
         # A compare-and-set lost. If the winner was this same request (a retransmission
         # that reached another server at the same moment), its receipt has the answer.
         answered = _answered(ctx, batch, keys, lost,
                              _load_subjects(ctx, [batch[index] for index in lost]))
-        audits = []
         for index in lost:
             if index in answered:
                 verdicts[index] = answered[index]
@@ -269,10 +298,53 @@ def authenticate_batch(ctx: HandlerContext, batch: Sequence[Pending]) -> list[Ve
             verdicts[index] = verdict
             audits.append(((), audit_event(item.request, item.client, item.source[0],
                                            verdict, item.now, ctx.node), None))
-        if audits:
-            ctx.store.apply_batch(audits, sync=False)
+    if audits:
+        _commit(ctx, audits)  # an audit row refused even so is left out
     ctx.store.sync(ctx.store.sync_ticket())
     return verdicts
+
+
+def _commit(ctx: HandlerContext, effects: list) -> list[bool | None]:
+    """``store.apply_batch`` without sync; when the database refuses the batch for the data
+    of one of its requests (``DataRefused``: which one, pipeline mode does not say), each
+    request again in a transaction of its own, so that the others still commit.
+
+    Returns:
+        Per request: True committed, False its compare-and-set lost, None refused (nothing
+        of it committed). Only a batch that failed pays for the retries.
+    Raises:
+        StoreUnavailable: the database cannot be reached; nothing was committed.
+    """
+    try:
+        return ctx.store.apply_batch(effects, sync=False)
+    except DataRefused:
+        if len(effects) == 1:
+            return [None]
+    results: list[bool | None] = []
+    for effect in effects:
+        try:
+            results.extend(ctx.store.apply_batch([effect], sync=False))
+        except DataRefused:
+            results.append(None)
+    return results
+
+
+def _refused_audit(ctx: HandlerContext, item: Pending) -> AuditEvent:
+    """Log a request whose data the database refused, and its audit row, in a form the
+    database takes whatever it refused (ASCII, no detail), if it takes that."""
+    log.warn("the database refused the data of a request for {user} from {client}: "
+             "rejected", user=_ascii(item.request.user_name), client=item.client.name)
+    return AuditEvent(at=item.now, action="auth", result="reject", actor="radius",
+                      user_name=_ascii(item.request.user_name),
+                      reason=RejectReason.DATA_REFUSED.value, client=item.client.name,
+                      nas_address=item.source[0], node=ctx.node)
+
+
+def _ascii(text: str | None) -> str | None:
+    """``text`` as printable ASCII (Python's ``ascii``: every control character, non-ASCII
+    character and lone surrogate escaped), what any database takes: the last resort for a
+    request whose data was refused, so it does not depend on ``recorded``."""
+    return None if text is None else ascii(text)[1:-1]
 
 
 def _answered(ctx: HandlerContext, batch: Sequence[Pending], keys: Sequence[bytes],
@@ -307,6 +379,11 @@ async def handle_access_request(request: RadiusRequest, client: Client,
             verdict = await ctx.group_commit(pending)
         else:
             verdict = (await ctx.run_db(authenticate_batch, ctx, [pending]))[0]
+    except DataRefused:
+        # Not an outage: a read refused this request's data after its commit lost a race.
+        log.failure("the database refused the data of a request for {user} from {client}; "
+                    "rejecting", user=_ascii(request.user_name), client=client.name)
+        verdict = Reject(RejectReason.DATA_REFUSED)
     except StoreUnavailable:
         raise
     except Exception:

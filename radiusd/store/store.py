@@ -50,7 +50,7 @@ from sqlalchemy.exc import (ArgumentError, DBAPIError, IntegrityError, NoSuchMod
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.pool import StaticPool
 
-from radiusd.errors import (AlreadyExists, ConfigError, NotFound, NotInitialised,
+from radiusd.errors import (AlreadyExists, ConfigError, DataRefused, NotFound, NotInitialised,
                             StoreUnavailable)
 from radiusd.model import (CAS_COMMITS, AdvanceToken, AuditEvent, AuditRecord, Commit,
                            EmergencyCode, EmergencySet, PacketCode, Receipt, RecordFailure,
@@ -72,6 +72,19 @@ _MIGRATION_LOCK = 0x72616469_75736400  # "radiusd\0"
 
 # PostgreSQL SQLSTATE undefined_table; SQLite says "no such table".
 _UNDEFINED_TABLE = "42P01"
+
+# Driver errors that mean "this statement, for the data it carried", not "the database is
+# down" (PEP 249: DataError, IntegrityError, ProgrammingError; issue 21, 1): e.g. psycopg's
+# DataError for a NUL in text. OperationalError, InterfaceError, DatabaseError and an
+# invalidated connection stay StoreUnavailable: no reply, so the NAS fails over.
+_REFUSED_DATA = (psycopg.DataError, psycopg.IntegrityError, psycopg.ProgrammingError,
+                 sqlite3.DataError, sqlite3.IntegrityError, sqlite3.ProgrammingError)
+# ... except missing rights, which no request's data causes and every request meets.
+_NOT_REFUSED_DATA = (psycopg.errors.InsufficientPrivilege,)
+
+
+def _is_refused_data(error: BaseException | None) -> bool:
+    return isinstance(error, _REFUSED_DATA) and not isinstance(error, _NOT_REFUSED_DATA)
 
 # Execution option read by the SQLite "begin" hook.
 _BEGIN = "radiusd_begin"
@@ -637,6 +650,8 @@ class Store:
 
         Raises:
             NotInitialised: a table is missing.
+            DataRefused: the statement was refused for its data (an IntegrityError without
+                ``conflict``, a DataError, a ProgrammingError).
             StoreUnavailable: cannot connect, locked or timed out, or any other DB error.
             whatever ``conflict`` returns for an IntegrityError (AlreadyExists, NotFound).
         """
@@ -648,11 +663,13 @@ class Store:
                     yield connection
         except IntegrityError as exc:
             if conflict is None:
-                raise StoreUnavailable(self._describe(exc)) from exc
+                raise DataRefused(self._refused(exc)) from exc
             raise conflict(exc) from None
         except DBAPIError as exc:
             if self._is_missing_table(exc):
                 raise NotInitialised() from None
+            if not exc.connection_invalidated and _is_refused_data(exc.orig):
+                raise DataRefused(self._refused(exc)) from exc
             raise StoreUnavailable(self._describe(exc)) from exc
         except (sqlite3.Error, psycopg.Error) as exc:
             # From the raw cursor of the request path (_RequestSql).
@@ -702,6 +719,10 @@ class Store:
             except sqlite3.Error as exc:
                 self._drop_request_connection()
                 raise self._driver_error(exc) from exc
+            except UnicodeEncodeError as exc:
+                # A string the driver cannot encode (a lone surrogate): this statement's
+                # data (rolled back above), not the database.
+                raise self._unencodable(exc) from exc
 
     @contextmanager
     def _postgresql_cursor(self, *, write: bool) -> Iterator[Any]:
@@ -717,6 +738,14 @@ class Store:
         except psycopg.Error as exc:
             self._drop_request_connection()
             raise self._driver_error(exc) from exc
+        except UnicodeEncodeError as exc:
+            # As on SQLite; the connection may be inside an aborted pipeline: a new one.
+            self._drop_request_connection()
+            raise self._unencodable(exc) from exc
+
+    def _unencodable(self, exc: UnicodeEncodeError) -> DataRefused:
+        return DataRefused(f"database {self._safe_url} refused a statement: a string it "
+                           f"cannot encode ({exc.reason})")
 
     def _request_connection(self) -> Any:
         connection = getattr(self._local, "connection", None)
@@ -761,12 +790,14 @@ class Store:
         self._writes += 1
 
     def _driver_error(self, exc: sqlite3.Error | psycopg.Error) -> Exception:
-        """A driver's own error (the request path's raw cursor) as NotInitialised or
-        StoreUnavailable."""
+        """A driver's own error (the request path's raw cursor) as NotInitialised,
+        DataRefused (the statement's data) or StoreUnavailable (the database)."""
         if self._is_missing_table(exc):
             return NotInitialised()
         lines = str(exc).strip().splitlines()
         detail = f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
+        if _is_refused_data(exc):
+            return DataRefused(f"database {self._safe_url} refused a statement: {detail}")
         return StoreUnavailable(f"database {self._safe_url} unavailable: {detail}")
 
     @staticmethod
@@ -776,6 +807,9 @@ class Store:
         orig = exc.orig if isinstance(exc, DBAPIError) else exc
         return (getattr(orig, "sqlstate", None) == _UNDEFINED_TABLE
                 or "no such table" in str(orig))
+
+    def _refused(self, exc: DBAPIError) -> str:
+        return self._describe(exc).replace(" unavailable: ", " refused a statement: ", 1)
 
     def _describe(self, exc: DBAPIError) -> str:
         """One line naming the database and the driver's complaint; never the password."""
@@ -1484,6 +1518,9 @@ class Store:
         Returns:
             One bool per item, in order: True when committed.
         Raises:
+            DataRefused: a statement was refused for the data of one of the requests
+                (which one is not known in pipeline mode); nothing of the batch was
+                committed, and the database is up (the caller may retry each alone).
             StoreUnavailable: nothing of the batch was committed.
             NotInitialised: the schema is missing.
         """

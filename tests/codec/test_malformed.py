@@ -181,7 +181,8 @@ def test_drop_reasons_never_contain_the_secret_or_the_password() -> None:
     wrong[30] ^= 1
     cases.append(bytes(wrong))
     cases.append(build(1, good_attributes + b"\x01\x03\xff", secret=secret)[:-1])  # truncated
-    cases.append(build(1, b"\x01\x03\xff" + good_attributes[6:], sign=True, secret=secret))
+    # NAS-IP-Address of 3 octets (a User-Name that is not UTF-8 is no drop: issue 21)
+    cases.append(build(1, good_attributes + b"\x04\x05\x01\x02\x03", sign=True, secret=secret))
     for data in cases:
         with pytest.raises(PacketDropped) as caught:
             codec.decode(data, client(require_ma=False, secret=secret))
