@@ -157,8 +157,10 @@ class Accounts:
             raise UsageError(f"digits must be 6 or 8, not {digits}")
         if not 10 <= period <= 300:
             raise UsageError(f"period must be 10–300 seconds, not {period}")
-        if not 0 <= counter <= MAX_HOTP_COUNTER:
-            raise UsageError(f"counter must be 0–{MAX_HOTP_COUNTER}, not {counter}")
+        if counter < 0:
+            raise UsageError(f"counter must be 0 or more, not {counter}")
+        if counter > MAX_HOTP_COUNTER:  # the 64-bit column would overflow (issue 20, 9)
+            raise UsageError(f"counter must be at most {MAX_HOTP_COUNTER}, not {counter}")
         if serial is None:
             serial = f"{token_kind.value.upper()}-{self.random(5).hex().upper()}"
         elif not _SERIAL.match(serial):
