@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Sequence
 
 from radiusd import otp, settings as policy
@@ -26,6 +26,11 @@ from radiusd.passcode import validate_pin
 ISSUER = "radiusd"
 _NAME = re.compile(r"^[^\s\x00-\x1f\x7f]{1,64}$")
 _SERIAL = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+# A prune keeps at least this much of the audit trail unless forced (issue 20, 5).
+AUDIT_MIN_RETENTION = timedelta(days=1)
+# The highest HOTP counter a token may be imported with: far above any real token's, and
+# far below the 64-bit column it is stored in (issue 20, 9).
+MAX_HOTP_COUNTER = 10**12
 
 
 def validate_user_name(name: str) -> None:
@@ -168,7 +173,8 @@ class Accounts:
         Args:
             kind: ``totp`` or ``hotp``. secret: base32 seed to import, or None to generate.
             digits: 6 or 8. period: TOTP step in seconds (10–300). counter: the next HOTP
-            counter the token will show. serial: defaults to a generated one.
+            counter the token will show (0–``MAX_HOTP_COUNTER``). serial: defaults to a
+            generated one.
         Returns:
             The token's info and its ``otpauth://`` URI (which contains the seed: show once).
         Raises:
@@ -185,6 +191,8 @@ class Accounts:
             raise UsageError(f"period must be 10–300 seconds, not {period}")
         if counter < 0:
             raise UsageError(f"counter must be 0 or more, not {counter}")
+        if counter > MAX_HOTP_COUNTER:  # the 64-bit column would overflow (issue 20, 9)
+            raise UsageError(f"counter must be at most {MAX_HOTP_COUNTER}, not {counter}")
         if serial is None:
             serial = f"{token_kind.value.upper()}-{self.random(5).hex().upper()}"
         elif not _SERIAL.match(serial):
@@ -252,9 +260,32 @@ class Accounts:
         return self.store.list_audit(user_name=user_name, since=since, action=action,
                                      result=result, limit=limit, offset=offset)
 
-    def prune_audit(self, older_than: datetime, *, actor: str, now: datetime) -> int:
+    def count_audit_before(self, older_than: datetime) -> int:
+        """How many audit rows ``prune_audit(older_than, ...)`` would delete now."""
+        return self.store.count_audit_before(older_than)
+
+    def prune_audit(self, older_than: datetime, *, actor: str, now: datetime,
+                    force: bool = False) -> int:
+        """Delete the audit rows before ``older_than``; audited in the same transaction
+        (``audit.prune`` with the cutoff, whether forced, and the number deleted), a row
+        that the prune itself keeps.
+
+        Args:
+            older_than: the cutoff. Without ``force`` it must be at least
+                ``AUDIT_MIN_RETENTION`` before ``now``: one command must not erase the
+                trail of what just happened.
+        Returns:
+            The number of rows deleted.
+        Raises:
+            UsageError: the cutoff is within the minimum retention and not forced.
+            StoreUnavailable: the database cannot be reached.
+        """
+        if not force and older_than > now - AUDIT_MIN_RETENTION:
+            raise UsageError(f"audit rows younger than {AUDIT_MIN_RETENTION.days}d are kept "
+                             "unless the prune is forced")
         return self.store.prune_audit(older_than, self._event(
-            now, "audit.prune", actor, None, older_than=older_than.isoformat()))
+            now, "audit.prune", actor, None, older_than=older_than.isoformat(),
+            forced=force))
 
     # --- admins of the web console -------------------------------------------------------
 

@@ -2,7 +2,12 @@
 
 Every command calls the same functions as the web consoles (``accounts.py``, ``app.py``).
 Exit codes: 0 success, 1 a problem with the input, the config or the database (one line on
-stderr naming it, no traceback), 2 a malformed command line.
+stderr naming it, no traceback), 2 a malformed command line, 141 (128 + SIGPIPE, what a shell
+reports for ``cat``) when the reader of standard output went away (``| head``): quietly.
+
+Every value that came from outside (a name, a User-Name or other attribute a NAS sent, a
+reason) is printed through ``radiusd.escaping``, so it cannot forge a line or reach the
+terminal as an escape sequence; ``--json`` output is JSON-escaped instead.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ import io
 import json
 import os
 import secrets
+import signal
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -19,18 +25,60 @@ from typing import Sequence
 
 from radiusd import settings as policy
 from radiusd.config import check_config, default_config_path, load_config
-from radiusd.duration import parse_duration
+from radiusd.duration import format_duration, parse_duration
 from radiusd.errors import ConfigError, RadiusdError, UsageError
+from radiusd.escaping import escape, word
 from radiusd.model import Secret
 
 PROG = "radiusd"
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse that reports a bad command line in one line (exit 2), not usage + error."""
+    """argparse that reports a bad command line in one line (exit 2), not usage + error.
 
-    def error(self, message: str):  # noqa: D401 (argparse API)
-        self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+    A value that starts with '-' and then no letter (``-5m``, ``-2+3``, ``-1``) is a value,
+    never an option (no option of this CLI looks like that), so it reaches the command,
+    which says what is wrong with it. Any other value that starts with '-' (``-bob``) goes
+    after ``--`` (or ``--option=-value``), and the error says so.
+    """
+
+    _innermost = PROG  # the prog of the deepest (sub)parser that parsed: for the hint
+
+    def parse_known_args(self, args=None, namespace=None):
+        _Parser._innermost = self.prog
+        # A subparser gets the words after its command: the ones it judges.
+        self._words = list(sys.argv[1:] if args is None else args)
+        return super().parse_known_args(args, namespace)
+
+    def parse_args(self, args=None, namespace=None):
+        parsed, extras = self.parse_known_args(args, namespace)
+        if extras:
+            self.error(f"unrecognized arguments: {' '.join(extras)}",
+                       unknown=[extra for extra in extras if extra.startswith("-")])
+        return parsed
+
+    def _parse_optional(self, arg_string):
+        if len(arg_string) > 1 and arg_string[0] == "-" and not (
+                arg_string[1].isalpha() or arg_string[1] == "-"):
+            return None  # a value such as -5m or -2+3: the command judges it
+        return super()._parse_optional(arg_string)
+
+    def error(self, message: str, unknown: Sequence[str] = ()):  # noqa: D401 (argparse API)
+        if not unknown and "arguments are required" in message:
+            # e.g. `user add -bob`: the name was taken for an unknown option.
+            unknown = [text for text in getattr(self, "_words", ())
+                       if text.startswith("-") and text != "--"
+                       and not any(option.startswith(text.split("=")[0])  # or abbreviated
+                                   for option in self._option_string_actions)]
+        if unknown:
+            hint = (f"{unknown[0]} is not an option; put a value that starts with '-' "
+                    f"after '--': `{_Parser._innermost} -- {unknown[0]}`")
+        elif "expected one argument" in message:
+            option = message.split(":")[0].split()[-1].split("/")[-1]
+            hint = f"for a value that starts with '-', write {option}=VALUE"
+        else:
+            hint = f"see `{self.prog} --help`"
+        self.exit(2, f"{self.prog}: error: {escape(message)} ({escape(hint)})\n")
 
 
 def _now() -> datetime:
@@ -38,18 +86,58 @@ def _now() -> datetime:
 
 
 def _duration(text: str):
+    """A duration option: 0 or more, at most ``duration.MAX_DURATION``."""
     try:
         return parse_duration(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+def _positive_duration(text: str):
+    """A duration option that must be more than 0 (``--since 0`` would list nothing)."""
+    value = _duration(text)
+    if not value:
+        raise argparse.ArgumentTypeError(f"{text!r}: the duration must be more than 0")
     return value
+
+
+def _int_range(low: int, high: int | None = None):
+    """An integer option from ``low`` to ``high`` (inclusive; None: no upper bound)."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if value < low or (high is not None and value > high):
+            bounds = f"{low}–{high}" if high is not None else f"{low} or more"
+            raise argparse.ArgumentTypeError(f"must be {bounds}, not {text}")
+        return value
+    return parse
+
+
+_positive_int = _int_range(1)  # 1 or more (0 and negatives are refused)
+
+
+def _int_choice(*choices: int):
+    """An integer option that is one of ``choices``."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if value not in choices:
+            raise argparse.ArgumentTypeError(
+                f"must be {' or '.join(map(str, choices))}, not {text}")
+        return value
+    return parse
+
+
+def _hotp_counter(text: str) -> int:
+    from radiusd.accounts import MAX_HOTP_COUNTER
+    return _int_range(0, MAX_HOTP_COUNTER)(text)
+
+
+AUDIT_MAX_LIMIT = 1_000_000  # rows `audit` prints at most (--limit)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -63,10 +151,11 @@ def build_parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="serve RADIUS (and the admin web)")
     serve.add_argument("-X", "--debug", action="store_true",
                        help="log every packet decoded (User-Password never shown)")
-    serve.add_argument("--workers", type=_positive_int, default=1,
-                       help="N processes sharing the RADIUS port (SO_REUSEPORT)")
-    serve.add_argument("--worker-index", type=int, default=None, help=argparse.SUPPRESS)
-    serve.add_argument("--ready-fd", type=int, default=None, help=argparse.SUPPRESS)
+    serve.add_argument("--workers", type=_int_range(1, 64), default=1,
+                       help="N processes sharing the RADIUS port (SO_REUSEPORT), 1–64")
+    serve.add_argument("--worker-index", type=_int_range(0, 63), default=None,
+                       help=argparse.SUPPRESS)
+    serve.add_argument("--ready-fd", type=_int_range(0), default=None, help=argparse.SUPPRESS)
     commands.add_parser("check-config", help="validate the config; list every problem")
 
     user = commands.add_parser("user", help="manage users").add_subparsers(
@@ -104,9 +193,11 @@ def build_parser() -> argparse.ArgumentParser:
     tadd.add_argument("name")
     tadd.add_argument("--type", choices=("totp", "hotp"), default="totp")
     tadd.add_argument("--secret", help="base32 seed of a hardware token")
-    tadd.add_argument("--digits", type=_positive_int, default=6)
-    tadd.add_argument("--period", type=_positive_int, default=30)
-    tadd.add_argument("--counter", type=_positive_int, default=0)
+    tadd.add_argument("--digits", type=_int_choice(6, 8), default=6, help="6 or 8")
+    tadd.add_argument("--period", type=_int_range(10, 300), default=30,
+                      help="TOTP step in seconds, 10–300")
+    tadd.add_argument("--counter", type=_hotp_counter, default=0,
+                      help="the next HOTP counter the token will show")
     tadd.add_argument("--serial")
     token.add_parser("list", help="list a user's tokens").add_argument("name")
     tdel = token.add_parser("delete", help="delete a token")
@@ -157,12 +248,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     audit = commands.add_parser("audit", help="the audit trail")
     audit.add_argument("--user", default=None)
-    audit.add_argument("--since", type=_duration, default=None, help="e.g. 24h, 7d")
+    audit.add_argument("--since", type=_positive_duration, default=None, help="e.g. 24h, 7d")
     audit.add_argument("--json", action="store_true")
-    audit.add_argument("--limit", type=_positive_int, default=1000)
+    audit.add_argument("--limit", type=_int_range(1, AUDIT_MAX_LIMIT), default=1000,
+                       help=f"the newest N rows, 1–{AUDIT_MAX_LIMIT} (default 1000)")
     audit_actions = audit.add_subparsers(dest="action", metavar="ACTION", parser_class=_Parser)
     prune = audit_actions.add_parser("prune", help="delete audit rows older than a duration")
-    prune.add_argument("--older-than", type=_duration, required=True)
+    prune.add_argument("--older-than", type=_duration, required=True,
+                       help="e.g. 90d; at least 1d unless --force")
+    prune.add_argument("--force", action="store_true",
+                       help="also delete rows younger than the minimum retention (1d)")
     return parser
 
 
@@ -263,11 +358,11 @@ class Commands:
                 users = accounts.list_users(args.search)
                 self.print(f"{'NAME':24} {'PIN':4} {'TOKENS':7} {'STATUS'}")
                 for user in users:
-                    self.print(f"{user.name:24} {_yes(user.has_pin):4} "
+                    self.print(f"{escape(user.name):24} {_yes(user.has_pin):4} "
                                f"{len(user.token_serials):<7} {self._status(user, now)}")
             case "show":
                 user = accounts.get_user(args.name)
-                self.print(f"name:              {user.name}")
+                self.print(f"name:              {escape(user.name)}")
                 self.print(f"status:            {self._status(user, now)}")
                 self.print(f"PIN:               {'set' if user.has_pin else 'none'}")
                 self.print(f"self-service:      "
@@ -384,19 +479,20 @@ class Commands:
             case "status":
                 current = accounts.store.get_emergency_set(args.name)
                 status = set_status(current, now)
-                self.print(f"user:        {args.name}")
+                self.print(f"user:        {escape(args.name)}")
                 self.print(f"status:      {status.value}")
                 if current is not None:
-                    self.print(f"issued:      {_when(current.issued_at)} by {current.issued_by}"
-                               + (f" ({current.reason})" if current.reason else ""))
+                    self.print(f"issued:      {_when(current.issued_at)} by "
+                               f"{escape(current.issued_by)}"
+                               + (f" ({escape(current.reason)})" if current.reason else ""))
                     self.print(f"valid until: {_when(current.expires_at)}")
                     if current.revoked_at is not None:
                         self.print(f"revoked:     {_when(current.revoked_at)} "
-                                   f"({current.revoked_reason})")
+                                   f"({escape(current.revoked_reason or '')})")
                     self.print(f"codes left:  {current.codes_left} of {len(current.codes)}")
                     if current.last_used_at is not None:
                         self.print(f"last use:    {_when(current.last_used_at)} from "
-                                   f"{current.last_used_client}")
+                                   f"{escape(current.last_used_client or '-')}")
                     else:
                         self.print("last use:    never")
             case "revoke":
@@ -447,28 +543,59 @@ class Commands:
     def audit(self, args) -> int:
         now = _now()
         if args.action == "prune":
-            count = self.accounts.prune_audit(now - args.older_than, actor="cli", now=now)
-            self.print(f"pruned {count} audit rows")
-            return 0
-        records = self.accounts.audit(user_name=args.user,
-                                      since=now - args.since if args.since else None,
-                                      limit=args.limit)
+            return self._prune_audit(args.older_than, args.force, now)
+        # The newest --limit rows, printed oldest first (text and --json alike), the
+        # newest at the bottom as in a log.
+        records = list(reversed(self.accounts.audit(
+            user_name=args.user, since=now - args.since if args.since else None,
+            limit=args.limit)))
         if args.json:
             rows = [{"id": r.id, "at": _when(r.event.at), "action": r.event.action,
                      "result": r.event.result, "actor": r.event.actor,
                      "user": r.event.user_name, "reason": r.event.reason,
                      "client": r.event.client, "nas_address": r.event.nas_address,
                      "node": r.event.node, "detail": dict(r.event.detail)} for r in records]
-            self.print(json.dumps(rows, indent=2, default=str))
+            self.print(json.dumps(rows, indent=2, default=str))  # ensure_ascii: escaped
             return 0
-        for record in reversed(records):  # oldest first, like a log
-            event = record.event
-            detail = " ".join(f"{k}={v}" for k, v in sorted(event.detail.items()))
-            self.print(f"{_when(event.at)}  {event.action:16} {event.result:7} "
-                       f"{event.user_name or '-':16} {event.reason or '-':18} "
-                       f"{event.actor}" + (f" client={event.client}" if event.client else "")
-                       + (f" {detail}" if detail else ""))
+        lines = [_audit_columns(record.event) for record in records]
+        # Columns as wide as their widest value, so none ever shifts the next.
+        widths = [max((len(line[column]) for line in lines), default=0)
+                  for column in range(5)]
+        for line in lines:
+            self.print("  ".join([line[0]] + [f"{text:{width}}" for text, width
+                                              in zip(line[1:5], widths[1:])]
+                                 + [line[5]]).rstrip())
         return 0
+
+    def _prune_audit(self, older_than, force: bool, now: datetime) -> int:
+        """``audit prune``: the minimum retention unless forced; says what it deletes."""
+        from radiusd.accounts import AUDIT_MIN_RETENTION
+        if older_than < AUDIT_MIN_RETENTION and not force:
+            raise UsageError(
+                f"--older-than {format_duration(older_than)} would delete audit rows "
+                f"younger than {AUDIT_MIN_RETENTION.days}d, the minimum retention; add "
+                "--force to delete them anyway")
+        cutoff = now - older_than
+        count = self.accounts.count_audit_before(cutoff)
+        self.print(f"deleting {count} audit rows older than {format_duration(older_than)} "
+                   f"(before {_when(cutoff)})")
+        deleted = self.accounts.prune_audit(cutoff, actor="cli", now=now, force=force)
+        self.print(f"deleted {deleted} audit rows; the prune is recorded in the audit trail "
+                   "(audit.prune)")
+        return 0
+
+
+def _audit_columns(event) -> list[str]:
+    """One audit row as its six columns of text (time, action, result, user, reason, the
+    rest), each value escaped (``radiusd.escaping.word``): a NAS chose the user name and
+    the station ids."""
+    detail = " ".join(f"{key}={word(str(value))}"
+                      for key, value in sorted(event.detail.items()))
+    rest = word(event.actor) + (f" client={word(event.client)}" if event.client else "") \
+        + (f" {detail}" if detail else "")
+    return [_when(event.at), word(event.action), word(event.result),
+            word(event.user_name) if event.user_name is not None else "-",
+            word(event.reason) if event.reason is not None else "-", rest]
 
 
 class _ExportFile:
@@ -533,6 +660,24 @@ def _warn_stored_settings(accounts) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; its exit code. A reader of standard output that went away
+    (``radiusd audit | head``) ends the command quietly with 141, not a traceback."""
+    try:
+        try:
+            return _main(argv)
+        finally:
+            sys.stdout.flush()  # inside the try: output buffered for a pipe fails here
+    except BrokenPipeError:
+        try:
+            # Python flushes stdout again at exit: point it at /dev/null first.
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+        except (OSError, ValueError, io.UnsupportedOperation):
+            pass
+        return 128 + signal.SIGPIPE
+
+
+def _main(argv: Sequence[str] | None) -> int:
     args = build_parser().parse_args(argv)
     path = args.config or default_config_path(os.environ, Path.cwd())
     if args.command == "check-config":

@@ -37,6 +37,7 @@ from radiusd.errors import (
     PacketDropped,
     UnexpectedPacketCode,
 )
+from radiusd.escaping import quote
 from radiusd.keyedhash import HmacKey
 from radiusd.model import Client, PacketCode, RadiusRequest, Secret
 
@@ -643,7 +644,7 @@ def _format_value(data_type: str, value: bytes, named_values: dict[bytes, str]) 
         return named_values[value]
     if data_type == "string":
         try:
-            return _quote(value.decode("utf-8"))
+            return quote(value.decode("utf-8"))
         except UnicodeDecodeError:
             return "0x" + value.hex()
     if data_type == "integer" and len(value) == 4:
@@ -653,15 +654,3 @@ def _format_value(data_type: str, value: bytes, named_values: dict[bytes, str]) 
     if data_type == "ipv6addr" and len(value) == 16:
         return str(ipaddress.IPv6Address(value))
     return "0x" + value.hex()
-
-
-def _quote(text: str) -> str:
-    escaped = []
-    for character in text:
-        if character in '"\\':
-            escaped.append("\\" + character)
-        elif character.isprintable():
-            escaped.append(character)
-        else:
-            escaped.append(character.encode("unicode_escape").decode("ascii"))
-    return '"' + "".join(escaped) + '"'

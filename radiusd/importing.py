@@ -3,7 +3,7 @@
 Owns: reading the CSV (header ``name,pin,token_type,secret,digits,period,counter,serial``,
 empty fields allowed), validating every row with the rules ``accounts.py`` applies to one
 user (``validate_user_name``, ``passcode.validate_pin``, ``otp.parse_base32_seed``, digits
-6|8, period 10–300, counter ≥ 0, serial format), duplicate names and serials inside the
+6|8, period 10–300, counter 0–10^12, serial format), duplicate names and serials inside the
 file, hashing PINs and sealing seeds exactly as ``Accounts.add_user``/``add_token`` do (so
 imported users authenticate like CLI-created ones), cutting the rows into batches and
 collecting the report: how many users and tokens were imported, and every bad row with
@@ -27,7 +27,7 @@ from datetime import datetime
 from radiusd import otp
 # The serial rule of Accounts.add_token, imported rather than copied so both stay one rule.
 from radiusd.accounts import _SERIAL as SERIAL_PATTERN
-from radiusd.accounts import validate_user_name
+from radiusd.accounts import MAX_HOTP_COUNTER, validate_user_name
 from radiusd.crypto import Keys
 from radiusd.errors import UsageError
 from radiusd.model import AuditEvent, RandomSource, Secret, TokenKind
@@ -188,6 +188,8 @@ def _token(values: dict[str, str], problems: list[str]) -> TokenRow | None:
         problems.append(f"period must be 10–300 seconds, not {period}")
     if counter < 0:
         problems.append(f"counter must be 0 or more, not {counter}")
+    elif counter > MAX_HOTP_COUNTER:  # the 64-bit column would overflow (issue 20, 9)
+        problems.append(f"counter must be at most {MAX_HOTP_COUNTER}, not {counter}")
     serial = values.get("serial") or None
     if serial is not None and not SERIAL_PATTERN.match(serial):
         problems.append(f"invalid serial {serial!r}: use 1–64 letters, digits, . _ : -")

@@ -23,6 +23,7 @@ from radiusd import codec
 from radiusd.clients import ClientTable
 from radiusd.dedup import DedupAction, DedupKey, ReplyCache, dedup_key
 from radiusd.errors import PacketDropped, StoreUnavailable
+from radiusd.escaping import word
 from radiusd.handlers.context import HandlerContext, Response
 from radiusd.model import Client, PacketCode, RadiusRequest
 
@@ -141,4 +142,4 @@ class RadiusProtocol(DatagramProtocol):
         if failure.check(StoreUnavailable):
             return  # logged once a minute by the database runner (app.py); no reply
         self.log.failure("unexpected error answering {user} from {client}", failure,
-                         user=request.user_name, client=client.name)
+                         user=word(request.user_name or ""), client=client.name)

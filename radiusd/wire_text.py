@@ -19,6 +19,8 @@ from __future__ import annotations
 import re
 from typing import Callable
 
+from radiusd.escaping import escape
+
 __all__ = ["MAX_OCTETS", "USER_NAME_RULES", "recorded", "user_name_problem"]
 
 MAX_OCTETS = 253  # RFC 2865 §5.1: a User-Name is 1..253 octets
@@ -28,7 +30,6 @@ _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
 # Lone surrogates: from ``surrogateescape`` (invalid UTF-8 octets), or anything else that
 # could never be encoded as UTF-8.
 _SURROGATE = re.compile("[\ud800-\udfff]")
-_ESCAPED = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff\\\\]")
 
 
 def _octets(name: str) -> int:
@@ -74,27 +75,14 @@ def user_name_problem(name: str) -> str | None:
 
 def recorded(value: str | None) -> str | None:
     """``value`` as it may be recorded: itself, or, when it holds a control character or
-    octets that are not UTF-8, an escaped form (``\\xNN`` for each such character or
-    octet, ``\\uNNNN`` for any other lone surrogate, ``\\\\`` for a backslash), which is
-    strict UTF-8 and has no control character.
+    octets that are not UTF-8, its escaped form (``escaping.escape``: ``\\xNN`` for such
+    an octet, ``\\n``, ``\\x00``, ``\\\\`` for a backslash), which is strict UTF-8 and has
+    no control character. An ordinary value (``DOMAIN\\user``) is recorded as sent.
 
     Raises:
         Nothing, whatever the string.
     """
-    # TODO(issue 21): use radiusd.escaping once both are on one branch (one escaping).
     if (value is None or (value.isascii() and value.isprintable())
             or _ANY_FORBIDDEN.search(value) is None):
         return value
-    return _ESCAPED.sub(_escape, value)
-
-
-def _escape(match: re.Match[str]) -> str:
-    character = match.group()
-    if character == "\\":
-        return "\\\\"
-    code = ord(character)
-    if 0xdc80 <= code <= 0xdcff:  # surrogateescape: the original octet
-        return f"\\x{code - 0xdc00:02x}"
-    if code < 0x100:
-        return f"\\x{code:02x}"
-    return f"\\u{code:04x}"
+    return escape(value)

@@ -29,6 +29,7 @@ from radiusd.decide import Origin, decide_access
 from radiusd.emergency.codes import candidate_hash
 from radiusd.emergency.rules import check_nas_perimeter
 from radiusd.errors import DataRefused, StoreUnavailable
+from radiusd.escaping import word
 from radiusd.handlers.context import HandlerContext, Response
 from radiusd.model import (Accept, AdvanceToken, AuditEvent, Client, Commit, PacketCode,
                            RadiusRequest, Receipt, Reject, RejectReason, SaveReceipt, Subject,
@@ -364,9 +365,15 @@ def _answered(ctx: HandlerContext, batch: Sequence[Pending], keys: Sequence[byte
         item = batch[index]
         log.info("retransmission of a request answered before (another server or a "
                  "restart): same answer for {user} from {client}",
-                 user=item.request.user_name, client=item.client.name)
+                 user=_shown(item.request.user_name), client=item.client.name)
         answered[index] = _from_receipt(receipt)
     return answered
+
+
+def _shown(user_name: str | None) -> str:
+    """The User-Name as a log line shows it: as the NAS sent it, but escaped
+    (``radiusd.escaping``), so a crafted name cannot forge a line or reach a terminal."""
+    return word(user_name or "")
 
 
 async def handle_access_request(request: RadiusRequest, client: Client,
@@ -388,7 +395,7 @@ async def handle_access_request(request: RadiusRequest, client: Client,
         raise
     except Exception:
         log.failure("internal error deciding for {user} from {client}; rejecting",
-                    user=request.user_name, client=client.name)
+                    user=_shown(request.user_name), client=client.name)
         verdict = Reject(RejectReason.INTERNAL_ERROR)
     # Each decision is in the audit trail; the log has it with -X (debug) only: at
     # thousands of logins a second, a log line each cost ~7% of the server's time, and
@@ -396,12 +403,13 @@ async def handle_access_request(request: RadiusRequest, client: Client,
     match verdict:
         case Accept(reply_messages=messages):
             if ctx.debug:
-                log.debug("Access-Accept for {user} from {client}", user=request.user_name,
-                          client=client.name)
+                log.debug("Access-Accept for {user} from {client}",
+                          user=_shown(request.user_name), client=client.name)
             return Response(PacketCode.ACCESS_ACCEPT, tuple(messages))
         case Reject(reason=reason):
             if ctx.debug:
                 log.debug("Access-Reject for {user} from {client}: {reason}",
-                          user=request.user_name, client=client.name, reason=reason.value)
+                          user=_shown(request.user_name), client=client.name,
+                          reason=reason.value)
             return Response(PacketCode.ACCESS_REJECT, delay=ctx.reject_delay)
     return Response(PacketCode.ACCESS_REJECT, delay=ctx.reject_delay)  # fail closed

@@ -18,6 +18,7 @@ into an exception message (the engine hides bound parameters).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import fcntl
 import itertools
 import json
@@ -1779,8 +1780,21 @@ class Store:
             rows = connection.execute(query).all()
         return [self._audit_record(row) for row in rows]
 
+    def count_audit_before(self, older_than: datetime) -> int:
+        """How many audit rows are before ``older_than`` (what ``prune_audit`` would delete).
+
+        Raises:
+            StoreUnavailable: the database cannot be reached, is locked or timed out.
+            NotInitialised: the schema is missing.
+        """
+        with self._transaction() as connection:
+            return int(connection.execute(
+                select(func.count()).select_from(audit_event)
+                .where(audit_event.c.at < older_than)).scalar_one())
+
     def prune_audit(self, older_than: datetime, audit: AuditEvent) -> int:
-        """Delete audit rows before ``older_than``, then write ``audit`` (which survives).
+        """Delete audit rows before ``older_than``, then write ``audit`` (which survives),
+        in one transaction; ``audit``'s detail gains ``deleted``, the number deleted.
 
         Returns:
             The number of rows deleted.
@@ -1789,10 +1803,11 @@ class Store:
             NotInitialised: the schema is missing.
         """
         with self._write() as connection:
-            deleted = connection.execute(
-                delete(audit_event).where(audit_event.c.at < older_than)).rowcount
-            self._insert_audit(connection, audit)
-        return int(deleted)
+            deleted = int(connection.execute(
+                delete(audit_event).where(audit_event.c.at < older_than)).rowcount)
+            self._insert_audit(connection, dataclasses.replace(
+                audit, detail={**audit.detail, "deleted": deleted}))
+        return deleted
 
     # --- admins of the web console -------------------------------------------------------
 

@@ -543,6 +543,19 @@ def test_prune_audit_deletes_older_rows_and_keeps_its_own(store):
     assert [r.event.action for r in store.list_audit()] == ["audit.prune", "auth", "auth"]
 
 
+def test_prune_audit_counts_first_and_records_the_count_in_its_own_row(store):
+    """Issue 20 (5): what a prune would delete is counted before, and its audit row,
+    written in the prune's transaction, holds the number deleted."""
+    for minutes in range(5):
+        store.write_audit(event("auth", "alice", at=NOW + timedelta(minutes=minutes)))
+    assert store.count_audit_before(NOW + timedelta(minutes=2)) == 2
+    store.prune_audit(NOW + timedelta(minutes=2),
+                      event("audit.prune", at=NOW + timedelta(days=1)))
+    newest = store.list_audit(limit=1)[0].event
+    assert newest.action == "audit.prune" and newest.detail["deleted"] == 2
+    assert store.count_audit_before(NOW + timedelta(minutes=2)) == 0
+
+
 # --- admins ----------------------------------------------------------------------------------
 
 

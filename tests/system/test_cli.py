@@ -189,3 +189,219 @@ def test_audit_lists_admin_actions(ready):
     out = run_cli(ready, "audit", "--user", "erin").stdout
     assert "user.add" in out and "cli" in out
     assert run_cli(ready, "audit", "prune", "--older-than", "90d").returncode == 0
+
+
+# --- issue 20: audit prune (5), untrusted text (6), input that slipped through (9), audit
+# order and columns (12) -------------------------------------------------------------------
+
+
+def _old_audit_rows(config, *ages):
+    """Audit rows written ``ages`` (timedeltas) ago, straight through the Store: the CLI
+    reads the real clock, so the rows are aged instead of the clock advanced."""
+    from datetime import UTC, datetime
+
+    from radiusd.app import open_store
+    from radiusd.config import load_config
+    from radiusd.model import AuditEvent
+    store = open_store(load_config(config))
+    try:
+        now = datetime.now(UTC)
+        for number, age in enumerate(ages):
+            store.write_audit(AuditEvent(at=now - age, action="auth", result="reject",
+                                         actor="radius", user_name=f"old{number}"))
+    finally:
+        store.close()
+
+
+def _audit_json(config, *args):
+    import json
+    result = run_cli(config, "audit", "--json", *args)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+@pytest.mark.parametrize("older_than", ["0", "12h", "1439m"])
+def test_audit_prune_under_the_minimum_retention_is_refused_without_force(ready, older_than):
+    """Issue 20 (5): a prune that would delete rows younger than one day is refused (one
+    line naming the retention and --force) and deletes nothing."""
+    from datetime import timedelta
+    run_cli(ready, "user", "add", "keepme")
+    _old_audit_rows(ready, timedelta(days=3))
+    before = _audit_json(ready)
+    result = run_cli(ready, "audit", "prune", "--older-than", older_than)
+    _one_line_error(result, "--older-than", "1d", "--force")
+    assert _audit_json(ready) == before
+
+
+def test_audit_prune_says_what_it_deletes_and_is_audited_in_the_same_transaction(ready):
+    """Issue 20 (5): the prune says how many rows it will delete and how many it deleted,
+    and leaves an audit.prune row (cutoff and count) that survives the prune itself."""
+    from datetime import timedelta
+    run_cli(ready, "user", "add", "recent")
+    _old_audit_rows(ready, timedelta(days=10), timedelta(days=9), timedelta(days=8))
+    result = run_cli(ready, "audit", "prune", "--older-than", "7d")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.strip().splitlines()
+    assert len(lines) == 2, result.stdout
+    assert "3 audit rows" in lines[0] and "older than 7d" in lines[0]
+    assert lines[1].startswith("deleted 3 audit rows")
+    rows = _audit_json(ready)
+    assert [row["user"] for row in rows if row["action"] == "auth"] == []
+    assert [row["action"] for row in rows] == ["user.add", "audit.prune"]
+    prune = rows[-1]
+    assert prune["actor"] == "cli" and prune["detail"]["deleted"] == 3
+    assert prune["detail"]["older_than"][:19] in lines[0].replace("Z", "")
+    assert prune["detail"]["forced"] is False
+
+
+def test_audit_prune_with_force_keeps_only_its_own_row(ready):
+    """Issue 20 (5): --force may prune everything; the prune's own row is still there."""
+    run_cli(ready, "user", "add", "gone")
+    result = run_cli(ready, "audit", "prune", "--older-than", "0", "--force")
+    assert result.returncode == 0, result.stderr
+    assert "deleted 1 audit rows" in result.stdout
+    rows = _audit_json(ready)
+    assert [row["action"] for row in rows] == ["audit.prune"]
+    assert rows[0]["detail"]["deleted"] == 1 and rows[0]["detail"]["forced"] is True
+
+
+RAW_CONTROL = "".join(chr(c) for c in [*range(0, 9), *range(11, 32), *range(127, 160)])
+
+
+def _printable(text: str) -> bool:
+    return not any(character in RAW_CONTROL for character in text)
+
+
+def test_names_and_reasons_with_control_characters_are_escaped_in_every_listing(ready):
+    """Issue 20 (6): a name with an 8-bit CSI (allowed by the name rule) and a reason with
+    a newline and ESC print escaped in user list/show, emergency status and audit; --json
+    keeps the exact values and stays valid JSON."""
+    name = "eve\u009b2J"
+    reason = "lost\nforged line\x1b[31m"
+    assert run_cli(ready, "user", "add", name, "--pin", "4821").returncode == 0
+    assert run_cli(ready, "token", "add", name, "--serial", "SN-EVE").returncode == 0
+    issued = run_cli(ready, "emergency", "issue", name, "--reason", reason)
+    assert issued.returncode == 0, issued.stderr
+    outputs = {command: run_cli(ready, *command) for command in [
+        ("user", "list"), ("user", "show", name), ("token", "list", name),
+        ("emergency", "status", name), ("audit",), ("audit", "--user", name)]}
+    for command, result in outputs.items():
+        assert result.returncode == 0, (command, result.stderr)
+        assert _printable(result.stdout), (command, result.stdout)
+    assert "eve\\x9b2J" in outputs[("user", "list")].stdout
+    assert "name:              eve\\x9b2J" in outputs[("user", "show", name)].stdout
+    status = outputs[("emergency", "status", name)].stdout
+    assert "lost\\nforged line\\x1b[31m" in status
+    assert not any(line.startswith("forged") for line in status.splitlines())
+    audit = outputs[("audit",)].stdout
+    assert not any(line.startswith("forged") for line in audit.splitlines())
+    rows = _audit_json(ready, "--user", name)
+    assert {row["user"] for row in rows} == {name}
+    assert reason in {row["reason"] for row in rows}
+
+
+@pytest.mark.parametrize("args,needles", [
+    (("audit", "--limit", "-1"), ("--limit", "-1")),
+    (("audit", "--limit", "0"), ("--limit", "0")),
+    (("audit", "--limit", "ten"), ("--limit", "ten")),
+    (("audit", "--limit", "99999999999999999999999"), ("--limit",)),
+    (("audit", "--since", "-5m"), ("--since", "negative")),
+    (("audit", "--since", "0"), ("--since",)),
+    (("audit", "--since", "999999999w"), ("--since",)),
+    (("audit", "--since", "9999999d"), ("--since",)),
+    (("audit", "prune", "--older-than", "-1d"), ("--older-than", "negative")),
+    (("audit", "prune", "--older-than", "999999999w", "--force"), ("--older-than",)),
+    (("settings", "set", "lockout.duration", "-5m"), ("lockout.duration", "negative")),
+    (("settings", "set", "lockout.max_failures", "-3"), ("lockout.max_failures",)),
+    (("token", "add", "nobody", "--digits", "0"), ("--digits",)),
+    (("token", "add", "nobody", "--digits", "7"), ("--digits",)),
+    (("token", "add", "nobody", "--period", "-30"), ("--period",)),
+    (("token", "add", "nobody", "--period", "0"), ("--period",)),
+    (("token", "add", "nobody", "--counter", "-1"), ("--counter",)),
+    (("token", "add", "nobody", "--type", "hotp", "--counter", "99999999999999999999999"),
+     ("--counter",)),
+    (("emergency", "issue", "nobody", "--count", "0"), ("--count",)),
+    (("emergency", "issue", "nobody", "--count", "-2"), ("--count",)),
+    (("emergency", "issue", "nobody", "--lifetime", "-5m"), ("--lifetime", "negative")),
+    (("emergency", "issue", "nobody", "--lifetime", "999999999w"), ("--lifetime",)),
+    (("serve", "--workers", "0"), ("--workers",)),
+    (("serve", "--workers", "-1"), ("--workers",)),
+    (("serve", "--workers", "65"), ("--workers",)),
+    (("user", "add", "-bob"), ("-bob", "after '--'", "user add -- -bob")),
+    (("user", "show", "bob", "-x"), ("-x", "after '--'")),
+    (("user", "add", "carl", "--pin", "-x12"), ("--pin", "--pin=")),
+])
+def test_bad_numbers_and_durations_are_one_line_errors(ready, args, needles):
+    """Issue 20 (9): every integer and duration option, and values that start with '-':
+    one line naming the option (or key), non-zero exit, no traceback."""
+    _one_line_error(run_cli(ready, *args), *needles)
+
+
+def test_values_that_look_negative_reach_the_command(ready):
+    """Issue 20 (9): '-2+3' is a user name, not an unknown option; a name that starts with
+    '-' and a letter goes after '--'."""
+    assert run_cli(ready, "user", "add", "-2+3").returncode == 0
+    assert "name:              -2+3" in run_cli(ready, "user", "show", "-2+3").stdout
+    assert run_cli(ready, "user", "add", "--", "-bob").returncode == 0
+    assert "name:              -bob" in run_cli(ready, "user", "show", "--", "-bob").stdout
+
+
+def test_audit_limit_keeps_the_newest_rows(ready):
+    """Issue 20 (9, 12): --limit N is 1 or more and keeps the newest N rows."""
+    for name in ("first", "second", "third"):
+        assert run_cli(ready, "user", "add", name).returncode == 0
+    text = run_cli(ready, "audit", "--limit", "2").stdout.strip().splitlines()
+    assert len(text) == 2 and "second" in text[0] and "third" in text[1]
+    assert [row["user"] for row in _audit_json(ready, "--limit", "2")] == ["second", "third"]
+
+
+def test_audit_text_and_json_are_both_oldest_first(ready):
+    """Issue 20 (12): text and --json list the rows in one order, oldest first (the newest
+    at the bottom, as in a log)."""
+    for name in ("ann", "ben", "cat"):
+        assert run_cli(ready, "user", "add", name).returncode == 0
+    text = run_cli(ready, "audit").stdout.strip().splitlines()
+    assert [line.split()[3] for line in text] == ["ann", "ben", "cat"]
+    rows = _audit_json(ready)
+    assert [row["user"] for row in rows] == ["ann", "ben", "cat"]
+    assert [row["at"] for row in rows] == sorted(row["at"] for row in rows)
+
+
+def test_audit_columns_stay_aligned_for_long_actions_and_names(ready):
+    """Issue 20 (12): an action longer than 16 characters (user.set_password) and a long
+    user name do not shift the columns after them."""
+    import re
+    long_name = "a-rather-long-user-name-of-thirty"
+    assert run_cli(ready, "user", "add", "al").returncode == 0
+    assert run_cli(ready, "user", "add", long_name).returncode == 0
+    assert run_cli(ready, "user", "set-password", "al", "--password-stdin",
+                   input="correct horse battery\n").returncode == 0
+    assert run_cli(ready, "settings", "set", "lockout.max_failures", "7").returncode == 0
+    lines = run_cli(ready, "audit").stdout.strip().splitlines()
+    assert any("user.set_password" in line for line in lines)
+    starts = [[match.start() for match in re.finditer(r"\S+", line)][:6] for line in lines]
+    assert all(len(columns) == 6 for columns in starts), lines
+    assert all(columns == starts[0] for columns in starts), "\n".join(lines)
+
+
+def test_output_to_a_closed_pipe_exits_quietly(ready):
+    """Issue 20 (9): `radiusd user show NAME | head -3`, the reader gone before the
+    output: no BrokenPipeError traceback, no message, a non-zero exit (141, like SIGPIPE)."""
+    import os
+    import subprocess
+    import sys
+
+    from support import REPO
+    assert run_cli(ready, "user", "add", "piped").returncode == 0
+    for args in (("user", "show", "piped"), ("audit",), ("audit", "--json"), ("--help",)):
+        read_end, write_end = os.pipe()
+        os.close(read_end)  # the reader is gone: every write fails with EPIPE
+        try:
+            result = subprocess.run(
+                [sys.executable, "-m", "radiusd.cli", "--config", str(ready), *args],
+                stdout=write_end, stderr=subprocess.PIPE, text=True, timeout=60, cwd=REPO)
+        finally:
+            os.close(write_end)
+        assert result.stderr == "", (args, result.stderr)
+        # argparse's help swallows the write error itself (exit 0); the commands exit 141.
+        assert result.returncode == (0 if args == ("--help",) else 141), (args, result)

@@ -63,7 +63,8 @@ def _issue(server, name: str, *, pin: str | None = "4821", count: int = 5,
 
 
 def _audit(server, user: str) -> list[dict]:
-    return json.loads(server.cli_ok("audit", "--user", user, "--json"))
+    """The user's audit rows, newest first (``audit --json`` lists them oldest first)."""
+    return json.loads(server.cli_ok("audit", "--user", user, "--json"))[::-1]
 
 
 def test_pin_and_code_accepted_with_reply_message_then_reuse_rejected(server):

@@ -33,7 +33,8 @@ def _user(server, name: str, *, pin: str | None = "4821", kind: str = "totp",
 
 
 def _audit(server, user: str) -> list[dict]:
-    return json.loads(server.cli_ok("audit", "--user", user, "--json"))
+    """The user's audit rows, newest first (``audit --json`` lists them oldest first)."""
+    return json.loads(server.cli_ok("audit", "--user", user, "--json"))[::-1]
 
 
 def test_pin_and_totp_accepted_with_signed_reply_then_replay_rejected(server):

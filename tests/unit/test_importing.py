@@ -90,6 +90,7 @@ def test_byte_order_mark_blank_lines_and_quoted_multiline_field_keep_file_line_n
     ("u,1234,totp,{B32},,9,,", "period must be 10–300 seconds, not 9"),
     ("u,1234,totp,{B32},,301,,", "period must be 10–300 seconds, not 301"),
     ("u,1234,hotp,{B32},,,-1,", "counter must be 0 or more, not -1"),
+    ("u,1234,hotp,{B32},,,1000000000001,", "counter must be at most 1000000000000"),
     ("u,1234,totp,{B32},,,,bad serial", "invalid serial 'bad serial'"),
     ("u,1234,,{B32},8,,,", "secret, digits given without token_type"),
     ("u,1234,,,,,,SER-1", "serial given without token_type"),
