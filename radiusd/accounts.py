@@ -22,6 +22,7 @@ from radiusd.model import (AuditEvent, AuditRecord, RandomSource, Secret, TokenI
                            UserInfo)
 from radiusd.model import WebAccount
 from radiusd.passcode import validate_pin
+from radiusd.wire_text import user_name_problem
 
 ISSUER = "radiusd"
 _NAME = re.compile(r"^[^\s\x00-\x1f\x7f]{1,64}$")
@@ -34,9 +35,14 @@ MAX_HOTP_COUNTER = 10**12
 
 
 def validate_user_name(name: str) -> None:
-    """Raises UsageError unless ``name`` is 1–64 printable characters without spaces."""
+    """Raises UsageError unless ``name`` is 1–64 characters without spaces that a NAS can
+    also send: no control character (C0, DEL, C1), valid UTF-8, at most 253 octets
+    (``wire_text.user_name_problem``, the rule every User-Name from the wire passes)."""
     if not _NAME.match(name or ""):
         raise UsageError(f"invalid user name {name!r}: use 1–64 characters, no spaces")
+    problem = user_name_problem(name)
+    if problem is not None:  # C1 controls, octets that are not UTF-8, over 253 octets
+        raise UsageError(f"invalid user name {name!r}: {problem}")
 
 
 def _checked_pin(pin: str) -> Secret:
