@@ -38,6 +38,7 @@ from radiusd.handlers.access_request import authenticate_batch
 from radiusd.handlers.context import HandlerContext, SettingsCache, StoreHealth
 from radiusd.keyfile import create_key_file, load_keys
 from radiusd.protocol import RadiusProtocol
+from radiusd.settings import stored_problems
 from radiusd.store import Store
 
 log = Logger(namespace="radiusd")
@@ -584,6 +585,11 @@ def serve(config: Config, *, debug: bool = False, workers: int = 1,
         log.warn("config warning: {key}: {message}", key=key, message=message)
     if worker_index is None:
         _warn_database_files(config)
+    if worker_index in (None, 0):
+        # A stored policy value out of bounds is read as its default (issue 20, 1): say so
+        # at every start, not only when an admin happens to run `settings show`.
+        for problem in stored_problems(store.load_setting_rows()).values():
+            log.warn("settings: {problem}", problem=problem)
     if created:
         log.info("created key file {path}", path=str(config.keys.path))
     if config.admin_web.listen is not None and worker_index in (None, 0) \

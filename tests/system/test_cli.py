@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from support import free_udp_port, run_cli, write_server_config
+from support import ServerProcess, free_udp_port, run_cli, write_server_config
 
 
 @pytest.fixture()
@@ -145,6 +145,31 @@ def test_a_stored_lifetime_out_of_bounds_warns_and_issues_with_the_default(ready
     assert "emergency.lifetime = 72h" in shown.stdout and "1000d" in shown.stderr
     assert run_cli(ready, "settings", "set", "emergency.lifetime", "8h").returncode == 0
     assert run_cli(ready, "settings", "show").stderr == ""
+
+
+def test_serve_warns_at_start_about_a_stored_setting_out_of_bounds(tmp_path):
+    """Issue 20 (1): a stored value out of bounds is read as its default; `serve` says so
+    in its log at every start, naming the key, the value and the default that applies."""
+    port = free_udp_port()
+    config = write_server_config(tmp_path, port=port, secret="cli-test-secret-0123456")
+    assert run_cli(config, "init").returncode == 0
+    _store_by_hand(config, "emergency.codes_per_set", "500")
+    server = ServerProcess(directory=tmp_path, port=port, secret="cli-test-secret-0123456",
+                           config=config, log_path=tmp_path / "radiusd.log")
+    server.start()
+    try:
+        warned = [line for line in server.log_text().splitlines()
+                  if "stored setting emergency.codes_per_set = '500' is not used" in line]
+        assert len(warned) == 1, server.log_text()
+        assert "the default 10 applies" in warned[0]
+    finally:
+        server.stop()
+    server.cli_ok("settings", "set", "emergency.codes_per_set", "20")
+    server.start()
+    try:
+        assert "stored setting" not in server.log_text().split("radiusd stopped")[-1]
+    finally:
+        server.stop()
 
 
 def test_cli_count_and_lifetime_may_exceed_the_policy_within_the_hard_bounds(ready):
