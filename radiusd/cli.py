@@ -462,10 +462,18 @@ class Commands:
                     flag = {"count": "--count", "lifetime": "--lifetime"}.get(exc.field)
                     raise UsageError(exc.message_for(flag) if flag else str(exc)) from None
                 if args.output == "-":
-                    issuing.commit_set(accounts.store, prepared, actor="cli",
-                                       destination="stdout", node=accounts.node, now=now)
+                    # Written before it is committed: a reader that went away (a closed
+                    # pipe) ends the command here, and no set is issued whose codes nobody
+                    # received (nor the earlier set revoked for it).
                     self.out.write(prepared.export_text)
                     self.out.flush()
+                    try:
+                        issuing.commit_set(accounts.store, prepared, actor="cli",
+                                           destination="stdout", node=accounts.node,
+                                           now=now)
+                    except RadiusdError as exc:
+                        raise UsageError(f"the codes written above were NOT issued and do "
+                                         f"not work: {exc}") from None
                 else:
                     path = Path(args.output)
                     with _ExportFile(path) as export:

@@ -430,3 +430,29 @@ def test_output_to_a_closed_pipe_exits_quietly(ready):
         assert result.stderr == "", (args, result.stderr)
         # argparse's help swallows the write error itself (exit 0); the commands exit 141.
         assert result.returncode == (0 if args == ("--help",) else 141), (args, result)
+
+
+def test_emergency_issue_to_a_closed_pipe_issues_nothing(ready):
+    """Issue 20 (9): `radiusd emergency issue NAME | ...` whose reader is gone must not
+    commit a set nobody received, nor revoke the set the user still has."""
+    import os
+    import subprocess
+    import sys
+
+    from support import REPO
+    assert run_cli(ready, "user", "add", "pipa").returncode == 0
+    assert run_cli(ready, "emergency", "issue", "pipa", "--output",
+                   str(ready.parent / "first.txt")).returncode == 0
+    before = run_cli(ready, "emergency", "status", "pipa").stdout
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        result = subprocess.run(
+            [sys.executable, "-m", "radiusd.cli", "--config", str(ready), "emergency",
+             "issue", "pipa"], stdout=write_end, stderr=subprocess.PIPE, text=True,
+            timeout=60, cwd=REPO)
+    finally:
+        os.close(write_end)
+    assert result.returncode == 141 and result.stderr == "", result
+    assert run_cli(ready, "emergency", "status", "pipa").stdout == before
+    assert "status:      active" in before
