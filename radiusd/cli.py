@@ -480,6 +480,8 @@ class _ExportFile:
 
 def _check_config(path: Path) -> int:
     errors, warnings = check_config(path)
+    if not errors:
+        errors = _key_problems(path)
     for key, message in warnings:
         print(f"warning: {key}: {message}" if key else f"warning: {message}")
     for key, message in errors:
@@ -489,6 +491,14 @@ def _check_config(path: Path) -> int:
         return 1
     print(f"{path}: OK" + (f" ({len(warnings)} warning(s))" if warnings else ""))
     return 0
+
+
+def _key_problems(path: Path) -> list[tuple[str, str]]:
+    """The key file against the database's key check value, when the database is
+    reachable (issue 21, 7)."""
+    from radiusd.app import key_problem
+    problem = key_problem(load_config(path))
+    return [("keys.path", problem)] if problem else []
 
 
 def main(argv: Sequence[str] | None = None) -> int:

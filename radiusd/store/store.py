@@ -79,6 +79,11 @@ _CODE_HASH_BYTES = 32
 # revoked_reason of the sets a new set replaces (issue_emergency_set).
 SUPERSEDED = "superseded"
 
+# The row of the ``settings`` table that holds the key check value (``record_key_check``):
+# outside the policy's keys, so ``settings show`` never lists it and ``settings set``
+# refuses it as unknown.
+KEY_CHECK = "server.key_check"
+
 
 # --- the one-time effects: compare-and-set statements -------------------------------------
 
@@ -1365,6 +1370,37 @@ class Store:
         with self._write() as connection:
             connection.execute(statement)
             self._insert_audit(connection, audit)
+
+    # --- the key check (issue 21, 7) ----------------------------------------------------
+
+    def key_check(self) -> str | None:
+        """The key check value stored by ``record_key_check``; None if there is none yet
+        (a database initialised before radiusd stored one).
+
+        Raises:
+            StoreUnavailable: the database cannot be reached, is locked or timed out.
+            NotInitialised: the schema is missing.
+        """
+        query = select(tables.settings.c.value).where(tables.settings.c.key == KEY_CHECK)
+        with self._transaction() as connection:
+            return connection.execute(query).scalar_one_or_none()
+
+    def record_key_check(self, value: str, at: datetime) -> str:
+        """Store ``value`` as the key check value unless one is stored already; returns the
+        stored one (the first written wins, so two servers starting at once agree).
+
+        Raises:
+            StoreUnavailable: the database cannot be reached, is locked or timed out.
+            NotInitialised: the schema is missing.
+        """
+        dialect_insert = sqlite_insert if self._is_sqlite else postgresql_insert
+        statement = dialect_insert(tables.settings).values(
+            key=KEY_CHECK, value=value, updated_at=at).on_conflict_do_nothing(
+            index_elements=[tables.settings.c.key])
+        query = select(tables.settings.c.value).where(tables.settings.c.key == KEY_CHECK)
+        with self._write() as connection:
+            connection.execute(statement)
+            return connection.execute(query).scalar_one()
 
     # --- authentication effects ----------------------------------------------------------
 
