@@ -19,7 +19,7 @@ from typing import Sequence
 
 from twisted.logger import Logger
 
-from radiusd.decide import Origin, decide_access
+from radiusd.decide import Origin, decide_access, with_codes_left
 from radiusd.emergency.codes import candidate_hash
 from radiusd.emergency.rules import check_nas_perimeter
 from radiusd.errors import StoreUnavailable
@@ -207,8 +207,26 @@ def authenticate_batch(ctx: HandlerContext, batch: Sequence[Pending]) -> list[Ve
                         audit_event(item.request, item.client, item.source[0], verdict,
                                     item.now, ctx.node),
                         _receipt(key, verdict, item.now)))
+
+    def recount(position: int, codes_left: int) -> tuple[AuditEvent, Receipt | None] | None:
+        # Inside the commit: the Reply-Message from the count the use left (issue 21, 11).
+        index = to_apply[position]
+        verdict, subject = verdicts[index], subjects[index]
+        if (not isinstance(verdict, Accept) or subject is None
+                or subject.emergency is None):
+            return None
+        settled = with_codes_left(verdict, codes_left, subject.emergency.expires_at)
+        if settled is verdict:
+            return None
+        verdicts[index] = settled
+        item = batch[index]
+        return (audit_event(item.request, item.client, item.source[0], settled, item.now,
+                            ctx.node),
+                _receipt(keys[index], settled, item.now))
+
     lost = [index for index, is_done in zip(to_apply,
-                                            ctx.store.apply_batch(effects, sync=False))
+                                            ctx.store.apply_batch(effects, sync=False,
+                                                                  recount=recount))
             if not is_done]
     if lost:
         # A compare-and-set lost. If the winner was this same request (a retransmission

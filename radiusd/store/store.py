@@ -88,6 +88,11 @@ KEY_CHECK = "server.key_check"
 # --- the one-time effects: compare-and-set statements -------------------------------------
 
 
+# The tail of the one statement of the request path that returns a row: the set's codes
+# left after a use (``_RequestSql.note_code_use``).
+_COUNTED = " RETURNING codes_left"
+
+
 class _RequestSql:
     """The request path as driver SQL, run on the transaction's own DBAPI cursor: the
     one-time effects, the batch's reads (receipts, users with their tokens, emergency set
@@ -125,8 +130,17 @@ class _RequestSql:
             f"WHERE id = {p} AND set_id = {p} AND used_at IS NULL AND EXISTS "
             f"(SELECT 1 FROM emergency_set WHERE id = {p} AND revoked_at IS NULL "
             f"AND expires_at > {p})")
+        # The set's count as this very update left it (RETURNING: SQLite 3.35+,
+        # PostgreSQL): the Reply-Message's "N codes left" (issue 21, 11). The UPDATE holds
+        # the set's row (PostgreSQL: locked, re-read if another transaction changed it;
+        # SQLite: one writer), so codes of one set used at once each get their own count.
         self.note_code_use = (f"UPDATE emergency_set SET codes_left = codes_left - 1, "
-                              f"last_used_at = {p}, last_used_client = {p} WHERE id = {p}")
+                              f"last_used_at = {p}, last_used_client = {p} WHERE id = {p}"
+                              + _COUNTED)
+        # The Reply-Message of the receipt a code's use wrote on its row, told again from
+        # the committed count (``apply_batch``'s ``recount``): the row is this
+        # transaction's already.
+        self.note_receipt_reply = f"UPDATE emergency_code SET receipt_reply = {p} WHERE id = {p}"
         # RevokeEmergencySet: changes nothing when the set is already revoked.
         self.revoke_set = (f"UPDATE emergency_set SET revoked_at = {p}, revoked_reason = {p} "
                            f"WHERE id = {p} AND revoked_at IS NULL")
@@ -1450,7 +1464,9 @@ class Store:
 
     def apply_batch(self, items: Sequence[tuple[Sequence[Commit], AuditEvent,
                                                 Receipt | None]], *,
-                    sync: bool = True) -> list[bool]:
+                    sync: bool = True,
+                    recount: Callable[[int, int], tuple[AuditEvent, Receipt | None] | None]
+                    | None = None) -> list[bool]:
         """Group commit: ``apply`` for many requests in ONE transaction (one fsync).
 
         Each request keeps its own compare-and-set check: a request whose CAS matches no
@@ -1464,6 +1480,14 @@ class Store:
                 and visible, and the caller must ``sync(sync_ticket())`` before anything
                 that depends on it leaves the server (``authenticate_batch`` does, once,
                 after its last query).
+            recount: for each item whose ``UseEmergencyCode`` committed, called inside the
+                transaction as ``recount(index, codes_left)`` with its set's unused codes
+                as this use left them (not as the caller's snapshot had them: requests
+                using codes of one set at once, in this batch or in others, each get
+                their own count); returns the item's audit event and receipt told from
+                that count, to store instead of its own, or None to keep them. Only a
+                receipt on the code's row (the code's use the item's first commit) is
+                told again.
         Returns:
             One bool per item, in order: True when committed.
         Raises:
@@ -1476,9 +1500,7 @@ class Store:
         # the workers queue for.
         prepared = []
         for commits, audit, receipt in items:
-            audit_row = (sql.instant(audit.at), audit.node, audit.action, audit.result,
-                         audit.actor, audit.user_name, audit.reason, audit.client,
-                         audit.nas_address, _detail_to_json(audit.detail))
+            audit_row = self._audit_row(audit)
             # The receipt goes on the row of the request's compare-and-set (its first
             # commit), or else into the receipt table.
             on_row = bool(commits) and isinstance(commits[0], CAS_COMMITS)
@@ -1492,16 +1514,22 @@ class Store:
         # once on several servers or threads (PostgreSQL) do not deadlock on each other.
         order = sorted(range(len(items)), key=lambda index: _lock_order(items[index][0]))
         results: list[bool] = [False] * len(items)
+        counts: dict[int, int] = {}  # by item: its set's codes left after its use
         pipelined = (not self._is_sqlite
                      and all(_cas_first_only(effects) for effects, _ in prepared))
         with (self._request_cursor(write=True) as cursor,
               cursor.connection.pipeline() if pipelined else contextlib.nullcontext()):
             if pipelined:
                 self._run_pipelined(cursor, [prepared[index][0] for index in order],
-                                    order, results)
+                                    order, results, counts)
             else:
                 for index in order:
-                    results[index] = self._apply_one(cursor, prepared[index][0])
+                    results[index] = self._apply_one(cursor, prepared[index][0], counts,
+                                                     index)
+                    if not results[index]:
+                        counts.pop(index, None)  # rolled back with the rest of it
+            if recount is not None and counts:
+                self._recount(cursor, items, prepared, counts, recount)
             audits = [prepared[index][1] for index in order if results[index]]
             if audits:
                 cursor.executemany(sql.insert_audit, audits)  # pipelined: same round trip
@@ -1524,7 +1552,8 @@ class Store:
 
     @staticmethod
     def _run_pipelined(cursor: Any, effects: Sequence[Sequence[Sequence[_Statement]]],
-                       order: Sequence[int], results: list[bool]) -> None:
+                       order: Sequence[int], results: list[bool],
+                       counts: dict[int, int]) -> None:
         """PostgreSQL: ``_apply_one`` for every request of a batch in two round trips
         instead of one per statement (psycopg's pipeline mode). First every request's
         compare-and-set, then, for the requests whose compare-and-set matched its row,
@@ -1533,7 +1562,8 @@ class Store:
         ``_apply_one``. Rows are locked in one global order, so that batches committing
         at once on several servers do not deadlock: the compare-and-sets (tokens, codes)
         in batch order, then the other statements (users, sets, receipts) sorted by the
-        row each locks.
+        row each locks. A set's count after a use (``note_code_use``) goes into ``counts``
+        by request, read once the second round trip is done.
         """
         connection = cursor.connection
         checks: list[tuple[int, Any]] = []
@@ -1556,20 +1586,31 @@ class Store:
                 statements = [statement for commit in request for statement in commit]
                 if statements and statements[0][2]:
                     statements = statements[1:]  # the compare-and-set, run above
-                rest += [(lock, len(rest) + position, statement, parameters)
+                rest += [(lock, len(rest) + position, statement, parameters, index)
                          for position, (statement, parameters, _, lock) in enumerate(statements)]
-            for *_, statement, parameters in sorted(rest, key=itemgetter(0, 1)):
-                cursor.execute(statement, parameters)
+            counters: list[tuple[int, Any]] = []
+            for *_, statement, parameters, index in sorted(rest, key=itemgetter(0, 1)):
+                if statement.endswith(_COUNTED):
+                    counter = connection.cursor()  # its own: a pipeline keeps each result
+                    counter.execute(statement, parameters)
+                    counters.append((index, counter))
+                else:
+                    cursor.execute(statement, parameters)
+        for index, counter in counters:
+            row = counter.fetchone()
+            if row is not None:
+                counts[index] = row[0]
 
     @staticmethod
-    def _apply_one(cursor: Any, effects: Sequence[Sequence[_Statement]]) -> bool:
+    def _apply_one(cursor: Any, effects: Sequence[Sequence[_Statement]],
+                   counts: dict[int, int] | None = None, index: int = 0) -> bool:
         """One request's effects inside a batch; False (nothing of it kept) if a CAS lost."""
         if _cas_first_only(effects):
             # At most one CAS and it runs first (decide's verdicts have this shape): if it
             # loses nothing of the request was written, so no savepoint is needed.
-            return Store._run_effects(cursor, effects)
+            return Store._run_effects(cursor, effects, counts, index)
         cursor.execute("SAVEPOINT request")
-        if not Store._run_effects(cursor, effects):
+        if not Store._run_effects(cursor, effects, counts, index):
             cursor.execute("ROLLBACK TO SAVEPOINT request")
             cursor.execute("RELEASE SAVEPOINT request")
             return False
@@ -1577,15 +1618,46 @@ class Store:
         return True
 
     @staticmethod
-    def _run_effects(cursor: Any, effects: Sequence[Sequence[_Statement]]) -> bool:
+    def _run_effects(cursor: Any, effects: Sequence[Sequence[_Statement]],
+                     counts: dict[int, int] | None = None, index: int = 0) -> bool:
         """Run the statements of ``_statements``; False as soon as a compare-and-set
-        matches no row (the statements after it are not run)."""
+        matches no row (the statements after it are not run). A set's count after a use
+        goes into ``counts[index]``."""
         for statements in effects:
             for statement, parameters, is_cas, _ in statements:
                 cursor.execute(statement, parameters)
                 if is_cas and cursor.rowcount != 1:
                     return False
+                if statement.endswith(_COUNTED):
+                    row = cursor.fetchone()
+                    if row is not None and counts is not None:
+                        counts[index] = row[0]
         return True
+
+    def _recount(self, cursor: Any, items: Sequence[tuple[Sequence[Commit], AuditEvent,
+                                                          Receipt | None]],
+                 prepared: list, counts: Mapping[int, int],
+                 recount: Callable[[int, int], tuple[AuditEvent, Receipt | None] | None]
+                 ) -> None:
+        """``apply_batch``'s ``recount``: each counted item's audit row (not yet written)
+        and the receipt on its code's row told again from the committed count, where the
+        caller's count differs."""
+        for index, codes_left in counts.items():
+            settled = recount(index, codes_left)
+            if settled is None:
+                continue
+            audit, receipt = settled
+            prepared[index] = (prepared[index][0], self._audit_row(audit))
+            first = items[index][0][0] if items[index][0] else None
+            if receipt is not None and isinstance(first, UseEmergencyCode):
+                cursor.execute(self._sql.note_receipt_reply,
+                               (json.dumps(list(receipt.reply_messages)), first.code_id))
+
+    def _audit_row(self, audit: AuditEvent) -> tuple:
+        """An audit event as ``_RequestSql.insert_audit``'s parameters."""
+        return (self._sql.instant(audit.at), audit.node, audit.action, audit.result,
+                audit.actor, audit.user_name, audit.reason, audit.client,
+                audit.nas_address, _detail_to_json(audit.detail))
 
     def checkpoint(self) -> None:
         """SQLite: copy the write-ahead log into the database file (a PASSIVE checkpoint,
