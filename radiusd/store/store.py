@@ -88,6 +88,9 @@ KEY_CHECK = "server.key_check"
 # --- the one-time effects: compare-and-set statements -------------------------------------
 
 
+# The oldest SQLite with every statement used here (RETURNING: 3.35, 2021).
+_SQLITE_NEEDED = (3, 35, 0)
+
 # The tail of the one statement of the request path that returns a row: the set's codes
 # left after a use (``_RequestSql.note_code_use``).
 _COUNTED = " RETURNING codes_left"
@@ -575,6 +578,10 @@ class Store:
         if backend not in ("sqlite", "postgresql"):
             raise ConfigError([("database.url", f"unsupported database {backend!r} (use "
                                 "sqlite:///PATH or postgresql+psycopg://USER@HOST/DB)")])
+        if backend == "sqlite" and sqlite3.sqlite_version_info < _SQLITE_NEEDED:
+            # UPDATE ... RETURNING (_RequestSql.note_code_use) came with SQLite 3.35.
+            raise ConfigError([("database.url", f"SQLite {sqlite3.sqlite_version} is too old: "
+                                "radiusd needs 3.35 or newer")])
         timeout_ms = max(1, round(statement_timeout * 1000))
         common: dict[str, Any] = {"hide_parameters": True}  # no hash or seed in any message
         try:

@@ -14,6 +14,7 @@ import threading
 from datetime import UTC, datetime, timedelta
 
 import netaddr
+import pytest
 
 from radiusd.accounts import Accounts
 from radiusd.config import PerimeterConfig
@@ -130,3 +131,17 @@ def test_the_receipt_of_each_use_holds_the_count_it_was_told(store):
     assert [verdict.reply_messages for verdict in again] == \
         [verdict.reply_messages for verdict in first]
     assert sorted(_counts(again)) == [1, 2, 3, 4]
+
+
+def test_an_sqlite_without_update_returning_is_refused_when_opened(monkeypatch):
+    """Issue 21 (11): the count comes from UPDATE ... RETURNING (SQLite 3.35+); an older
+    SQLite is a config error naming the version, not a failure at every login."""
+    import sqlite3
+
+    from radiusd.errors import ConfigError
+    from radiusd.store import Store
+
+    monkeypatch.setattr(sqlite3, "sqlite_version_info", (3, 34, 1))
+    monkeypatch.setattr(sqlite3, "sqlite_version", "3.34.1")
+    with pytest.raises(ConfigError, match=r"SQLite 3\.34\.1 is too old"):
+        Store.open("sqlite:///:memory:")
