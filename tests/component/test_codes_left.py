@@ -11,7 +11,7 @@ from __future__ import annotations
 import random
 import re
 import threading
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 import netaddr
 import pytest
