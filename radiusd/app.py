@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ctypes
 import gc
+import hmac
 import os
 import queue
 import socket
@@ -32,7 +33,8 @@ from radiusd.clients import ClientTable
 from radiusd.config import Config
 from radiusd.crypto import Keys
 from radiusd.dedup import ReplyCache
-from radiusd.errors import ConfigError, DataRefused, NotInitialised, StoreUnavailable
+from radiusd.errors import (ConfigError, DataRefused, KeyMismatch, NotInitialised,
+                            RadiusdError, StoreUnavailable)
 from radiusd.handlers import HANDLERS
 from radiusd.handlers.access_request import authenticate_batch
 from radiusd.handlers.context import HandlerContext, SettingsCache, StoreHealth
@@ -160,6 +162,7 @@ def initialise(config: Config) -> tuple[bool, Store]:
     store = open_store(config, create=True, pool_size=db_threads(config))
     try:
         store.migrate()
+        check_key(config, store, open_keys(config), record=True)
     except Exception:
         store.close()
         raise
@@ -168,6 +171,51 @@ def initialise(config: Config) -> tuple[bool, Store]:
 
 def open_keys(config: Config) -> Keys:
     return load_keys(config.keys.path)
+
+
+def check_key(config: Config, store: Store, keys: Keys, *, record: bool) -> None:
+    """Refuse a key file that is not the database's own (issue 21, 7).
+
+    Another valid key (a restored database, a server of a cluster with a key of its own)
+    opens no seed and matches no PIN or code: the server would start and reject everyone,
+    counting each login towards lockout. The database holds the key's check value
+    (``Keys.key_check``); ``init`` and ``serve`` (``record``) store it when it is absent (a
+    database initialised before radiusd stored one gets the value of the key in use then),
+    and every start compares it.
+
+    Raises:
+        KeyMismatch: the stored value is another key's (one line naming both).
+        StoreUnavailable, NotInitialised: from the store.
+    """
+    expected = keys.key_check()
+    stored = (store.record_key_check(expected, datetime.now(UTC)) if record
+              else store.key_check())
+    if stored is not None and not hmac.compare_digest(stored, expected):
+        raise KeyMismatch(
+            f"key file {config.keys.path} does not match database {_safe_url(config)}: "
+            "the database was initialised with another key, and no PIN, token or "
+            "emergency code stored in it would verify (use that database's own key file, "
+            "or another database)")
+
+
+def key_problem(config: Config) -> str | None:
+    """``check-config``: the ``check_key`` refusal for this config's key file and database,
+    when both can be read; None when they match or cannot be compared (no key file yet, a
+    database that is not reachable or not initialised, or without a check value)."""
+    try:
+        keys = open_keys(config)
+        store = open_store(config)
+    except RadiusdError:
+        return None
+    try:
+        check_key(config, store, keys, record=False)
+    except KeyMismatch as exc:
+        return str(exc)
+    except RadiusdError:
+        return None
+    finally:
+        store.close()
+    return None
 
 
 class BlockingThreads:
@@ -580,6 +628,12 @@ def serve(config: Config, *, debug: bool = False, workers: int = 1,
             os.sched_setaffinity(0, {cpu})
         created, store = False, open_store(config, pool_size=db_threads(config))
     keys = open_keys(config)
+    if worker_index is not None:  # the supervisor's initialise recorded and compared it
+        try:
+            check_key(config, store, keys, record=False)
+        except Exception:
+            store.close()
+            raise
     _begin_logging(debug)
     for key, message in config.warnings:
         log.warn("config warning: {key}: {message}", key=key, message=message)

@@ -650,6 +650,8 @@ class _ExportFile:
 
 def _check_config(path: Path) -> int:
     errors, warnings = check_config(path, now=datetime.now(UTC))
+    if not errors:
+        errors = _key_problems(path)
     for key, message in warnings:
         print(f"warning: {key}: {message}" if key else f"warning: {message}")
     for key, message in errors:
@@ -665,6 +667,14 @@ def _warn_stored_settings(accounts) -> None:
     """A stored setting that is not used (out of bounds: its default applies), on stderr."""
     for problem in accounts.settings_problems().values():
         print(f"{PROG}: warning: {problem}", file=sys.stderr)
+
+
+def _key_problems(path: Path) -> list[tuple[str, str]]:
+    """The key file against the database's key check value, when the database is
+    reachable (issue 21, 7)."""
+    from radiusd.app import key_problem
+    problem = key_problem(load_config(path, now=datetime.now(UTC)))
+    return [("keys.path", problem)] if problem else []
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -46,6 +46,8 @@ class Keys:
     pin_key: Secret
     code_key: Secret
     receipt_key: Secret
+    # The key check value's own key (``key_check``): no other use shares it.
+    check_key: Secret
     # AES-GCM with seed_key, set up once: its key schedule per login was a measurable cost.
     _seed_aead: AESGCM = field(init=False, repr=False, compare=False)
     # The HMAC keys' hash states, likewise (keyedhash: 4–5 µs a hash saved down to ~2).
@@ -69,6 +71,7 @@ class Keys:
             pin_key=Secret(_derive(master, b"pin")),
             code_key=Secret(_derive(master, b"emergency-code")),
             receipt_key=Secret(_derive(master, b"receipt")),
+            check_key=Secret(_derive(master, b"key-check")),
         )
 
     # --- token seeds: AES-256-GCM, bound to their owner and serial ---------------------
@@ -119,6 +122,18 @@ class Keys:
         """Keyed hash of a request's identity (client, port, Identifier, authenticator, name)."""
         message = b"".join(len(part).to_bytes(4, "big") + part for part in parts)
         return self._receipt_mac.digest(message)
+
+
+    # --- which key this is -------------------------------------------------------------
+
+    def key_check(self) -> str:
+        """The key check value stored in the database at ``init`` (issue 21, 7): an HMAC
+        of a fixed label under a key of its own, in hex. Equal for equal key files, and
+        different for any other key; it reveals nothing of the key or its sub-keys."""
+        return hmac.digest(self.check_key.reveal(), _KEY_CHECK_LABEL, "sha256").hex()
+
+
+_KEY_CHECK_LABEL = b"radiusd key check\x00v1"
 
 
 def _seed_aad(owner: str, serial: str) -> bytes:

@@ -434,3 +434,27 @@ def _accept(context: Context, candidate: Candidate, outcome: CodeCheck,
 def _error_detail(errors: Mapping[str, list[str]]) -> dict[str, str]:
     """``{"seal_error": "SERIAL1,SERIAL2"}``: which authenticators could not be checked."""
     return {error: ",".join(names) for error, names in errors.items()}
+
+
+def with_codes_left(verdict: Accept, codes_left: int, expires_at: datetime) -> Accept:
+    """An emergency code's Accept told the count its commit left (issue 21, 11).
+
+    ``decide_access`` counts from the snapshot it was given; codes of one set used at once
+    (one batch, several batches or servers) all saw the same snapshot. The store returns
+    the set's count as the use's own update left it, and the Reply-Message (with the
+    "get your token back" warning from 2 left) and the audit detail are told from that.
+
+    Args:
+        verdict: the Accept of a ``UseEmergencyCode`` (its reply is ``accepted_reply``).
+        codes_left: the set's unused codes after this use, as committed.
+        expires_at: the set's end.
+    Returns:
+        ``verdict`` itself when its count is already that one, else the Accept with the
+        reply and ``detail["codes_left"]`` of ``codes_left``.
+    """
+    codes_left = max(codes_left, 0)
+    if verdict.detail.get("codes_left") == codes_left:
+        return verdict
+    return Accept(reply_messages=accepted_reply(codes_left, expires_at),
+                  commits=verdict.commits, authenticator=verdict.authenticator,
+                  detail={**verdict.detail, "codes_left": codes_left})

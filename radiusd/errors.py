@@ -15,6 +15,7 @@ A Reject is a value (``model.RejectReason``), never an exception: exceptions mea
     │   └── DataRefused               the database is up, but refused one statement for the
     │                                 data it carried: only that request fails (a Reject)
     ├── NotInitialised                the database has no schema: run `radiusd init`
+    ├── KeyMismatch                   the key file is not the one the database was set up with
     └── UsageError                    bad CLI/web input: one line naming the problem
         ├── NotFound                  unknown user, token, ...
         └── AlreadyExists             duplicate user, token serial, ...
@@ -90,3 +91,8 @@ class NotFound(UsageError):
 
 class AlreadyExists(UsageError):
     """A duplicate user, token serial or admin."""
+
+
+class KeyMismatch(RadiusdError):
+    """The key file is not the key the database was initialised with (issue 21, 7): every
+    PIN, seed and code stored there would fail to verify, so the server does not start."""

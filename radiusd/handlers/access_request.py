@@ -21,11 +21,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Sequence
+from typing import Callable, Sequence
 
 from twisted.logger import Logger
 
-from radiusd.decide import Origin, decide_access
+from radiusd.decide import Origin, decide_access, with_codes_left
 from radiusd.emergency.codes import candidate_hash
 from radiusd.emergency.rules import check_nas_perimeter
 from radiusd.errors import DataRefused, StoreUnavailable
@@ -276,7 +276,24 @@ def authenticate_batch(ctx: HandlerContext, batch: Sequence[Pending]) -> list[Ve
                         audit_event(item.request, item.client, item.source[0], verdict,
                                     item.now, ctx.node),
                         _receipt(key, verdict, item.now)))
-    results = _commit(ctx, effects)
+
+    def recount(position: int, codes_left: int) -> tuple[AuditEvent, Receipt | None] | None:
+        # Inside the commit: the Reply-Message from the count the use left (issue 21, 11).
+        index = to_apply[position]
+        verdict, subject = verdicts[index], subjects[index]
+        if (not isinstance(verdict, Accept) or subject is None
+                or subject.emergency is None):
+            return None
+        settled = with_codes_left(verdict, codes_left, subject.emergency.expires_at)
+        if settled is verdict:
+            return None
+        verdicts[index] = settled
+        item = batch[index]
+        return (audit_event(item.request, item.client, item.source[0], settled, item.now,
+                            ctx.node),
+                _receipt(keys[index], settled, item.now))
+
+    results = _commit(ctx, effects, recount)
     lost = [index for index, is_done in zip(to_apply, results) if is_done is False]
     refused = [index for index, is_done in zip(to_apply, results) if is_done is None]
     audits = []
@@ -305,10 +322,12 @@ def authenticate_batch(ctx: HandlerContext, batch: Sequence[Pending]) -> list[Ve
     return verdicts
 
 
-def _commit(ctx: HandlerContext, effects: list) -> list[bool | None]:
+def _commit(ctx: HandlerContext, effects: list,
+            recount: Callable[[int, int], object] | None = None) -> list[bool | None]:
     """``store.apply_batch`` without sync; when the database refuses the batch for the data
     of one of its requests (``DataRefused``: which one, pipeline mode does not say), each
     request again in a transaction of its own, so that the others still commit.
+    ``recount(position, codes_left)`` is ``apply_batch``'s, by position in ``effects``.
 
     Returns:
         Per request: True committed, False its compare-and-set lost, None refused (nothing
@@ -317,14 +336,16 @@ def _commit(ctx: HandlerContext, effects: list) -> list[bool | None]:
         StoreUnavailable: the database cannot be reached; nothing was committed.
     """
     try:
-        return ctx.store.apply_batch(effects, sync=False)
+        return ctx.store.apply_batch(effects, sync=False, recount=recount)
     except DataRefused:
         if len(effects) == 1:
             return [None]
     results: list[bool | None] = []
-    for effect in effects:
+    for position, effect in enumerate(effects):
+        alone = None if recount is None else (
+            lambda _, codes_left, position=position: recount(position, codes_left))
         try:
-            results.extend(ctx.store.apply_batch([effect], sync=False))
+            results.extend(ctx.store.apply_batch([effect], sync=False, recount=alone))
         except DataRefused:
             results.append(None)
     return results

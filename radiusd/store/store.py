@@ -96,8 +96,21 @@ _CODE_HASH_BYTES = 32
 # revoked_reason of the sets a new set replaces (issue_emergency_set).
 SUPERSEDED = rules.SUPERSEDED
 
+# The row of the ``settings`` table that holds the key check value (``record_key_check``):
+# outside the policy's keys, so ``settings show`` never lists it and ``settings set``
+# refuses it as unknown.
+KEY_CHECK = "server.key_check"
+
 
 # --- the one-time effects: compare-and-set statements -------------------------------------
+
+
+# The oldest SQLite with every statement used here (RETURNING: 3.35, 2021).
+_SQLITE_NEEDED = (3, 35, 0)
+
+# The tail of the one statement of the request path that returns a row: the set's codes
+# left after a use (``_RequestSql.note_code_use``).
+_COUNTED = " RETURNING codes_left"
 
 
 class _RequestSql:
@@ -137,8 +150,17 @@ class _RequestSql:
             f"WHERE id = {p} AND set_id = {p} AND used_at IS NULL AND EXISTS "
             f"(SELECT 1 FROM emergency_set WHERE id = {p} AND revoked_at IS NULL "
             f"AND expires_at > {p})")
+        # The set's count as this very update left it (RETURNING: SQLite 3.35+,
+        # PostgreSQL): the Reply-Message's "N codes left" (issue 21, 11). The UPDATE holds
+        # the set's row (PostgreSQL: locked, re-read if another transaction changed it;
+        # SQLite: one writer), so codes of one set used at once each get their own count.
         self.note_code_use = (f"UPDATE emergency_set SET codes_left = codes_left - 1, "
-                              f"last_used_at = {p}, last_used_client = {p} WHERE id = {p}")
+                              f"last_used_at = {p}, last_used_client = {p} WHERE id = {p}"
+                              + _COUNTED)
+        # The Reply-Message of the receipt a code's use wrote on its row, told again from
+        # the committed count (``apply_batch``'s ``recount``): the row is this
+        # transaction's already.
+        self.note_receipt_reply = f"UPDATE emergency_code SET receipt_reply = {p} WHERE id = {p}"
         # RevokeEmergencySet: changes nothing when the set is already revoked.
         self.revoke_set = (f"UPDATE emergency_set SET revoked_at = {p}, revoked_reason = {p} "
                            f"WHERE id = {p} AND revoked_at IS NULL")
@@ -575,6 +597,10 @@ class Store:
         if backend not in ("sqlite", "postgresql"):
             raise ConfigError([("database.url", f"unsupported database {backend!r} (use "
                                 "sqlite:///PATH or postgresql+psycopg://USER@HOST/DB)")])
+        if backend == "sqlite" and sqlite3.sqlite_version_info < _SQLITE_NEEDED:
+            # UPDATE ... RETURNING (_RequestSql.note_code_use) came with SQLite 3.35.
+            raise ConfigError([("database.url", f"SQLite {sqlite3.sqlite_version} is too old: "
+                                "radiusd needs 3.35 or newer")])
         timeout_ms = max(1, round(statement_timeout * 1000))
         common: dict[str, Any] = {"hide_parameters": True}  # no hash or seed in any message
         try:
@@ -1454,6 +1480,37 @@ class Store:
             connection.execute(statement)
             self._insert_audit(connection, audit)
 
+    # --- the key check (issue 21, 7) ----------------------------------------------------
+
+    def key_check(self) -> str | None:
+        """The key check value stored by ``record_key_check``; None if there is none yet
+        (a database initialised before radiusd stored one).
+
+        Raises:
+            StoreUnavailable: the database cannot be reached, is locked or timed out.
+            NotInitialised: the schema is missing.
+        """
+        query = select(tables.settings.c.value).where(tables.settings.c.key == KEY_CHECK)
+        with self._transaction() as connection:
+            return connection.execute(query).scalar_one_or_none()
+
+    def record_key_check(self, value: str, at: datetime) -> str:
+        """Store ``value`` as the key check value unless one is stored already; returns the
+        stored one (the first written wins, so two servers starting at once agree).
+
+        Raises:
+            StoreUnavailable: the database cannot be reached, is locked or timed out.
+            NotInitialised: the schema is missing.
+        """
+        dialect_insert = sqlite_insert if self._is_sqlite else postgresql_insert
+        statement = dialect_insert(tables.settings).values(
+            key=KEY_CHECK, value=value, updated_at=at).on_conflict_do_nothing(
+            index_elements=[tables.settings.c.key])
+        query = select(tables.settings.c.value).where(tables.settings.c.key == KEY_CHECK)
+        with self._write() as connection:
+            connection.execute(statement)
+            return connection.execute(query).scalar_one()
+
     # --- authentication effects ----------------------------------------------------------
 
     def apply(self, commits: Sequence[Commit], audit: AuditEvent,
@@ -1502,7 +1559,9 @@ class Store:
 
     def apply_batch(self, items: Sequence[tuple[Sequence[Commit], AuditEvent,
                                                 Receipt | None]], *,
-                    sync: bool = True) -> list[bool]:
+                    sync: bool = True,
+                    recount: Callable[[int, int], tuple[AuditEvent, Receipt | None] | None]
+                    | None = None) -> list[bool]:
         """Group commit: ``apply`` for many requests in ONE transaction (one fsync).
 
         Each request keeps its own compare-and-set check: a request whose CAS matches no
@@ -1516,6 +1575,14 @@ class Store:
                 and visible, and the caller must ``sync(sync_ticket())`` before anything
                 that depends on it leaves the server (``authenticate_batch`` does, once,
                 after its last query).
+            recount: for each item whose ``UseEmergencyCode`` committed, called inside the
+                transaction as ``recount(index, codes_left)`` with its set's unused codes
+                as this use left them (not as the caller's snapshot had them: requests
+                using codes of one set at once, in this batch or in others, each get
+                their own count); returns the item's audit event and receipt told from
+                that count, to store instead of its own, or None to keep them. Only a
+                receipt on the code's row (the code's use the item's first commit) is
+                told again.
         Returns:
             One bool per item, in order: True when committed.
         Raises:
@@ -1531,9 +1598,7 @@ class Store:
         # the workers queue for.
         prepared = []
         for commits, audit, receipt in items:
-            audit_row = (sql.instant(audit.at), audit.node, audit.action, audit.result,
-                         audit.actor, audit.user_name, audit.reason, audit.client,
-                         audit.nas_address, _detail_to_json(audit.detail))
+            audit_row = self._audit_row(audit)
             # The receipt goes on the row of the request's compare-and-set (its first
             # commit), or else into the receipt table.
             on_row = bool(commits) and isinstance(commits[0], CAS_COMMITS)
@@ -1547,16 +1612,22 @@ class Store:
         # once on several servers or threads (PostgreSQL) do not deadlock on each other.
         order = sorted(range(len(items)), key=lambda index: _lock_order(items[index][0]))
         results: list[bool] = [False] * len(items)
+        counts: dict[int, int] = {}  # by item: its set's codes left after its use
         pipelined = (not self._is_sqlite
                      and all(_cas_first_only(effects) for effects, _ in prepared))
         with (self._request_cursor(write=True) as cursor,
               cursor.connection.pipeline() if pipelined else contextlib.nullcontext()):
             if pipelined:
                 self._run_pipelined(cursor, [prepared[index][0] for index in order],
-                                    order, results)
+                                    order, results, counts)
             else:
                 for index in order:
-                    results[index] = self._apply_one(cursor, prepared[index][0])
+                    results[index] = self._apply_one(cursor, prepared[index][0], counts,
+                                                     index)
+                    if not results[index]:
+                        counts.pop(index, None)  # rolled back with the rest of it
+            if recount is not None and counts:
+                self._recount(cursor, items, prepared, counts, recount)
             audits = [prepared[index][1] for index in order if results[index]]
             if audits:
                 cursor.executemany(sql.insert_audit, audits)  # pipelined: same round trip
@@ -1579,7 +1650,8 @@ class Store:
 
     @staticmethod
     def _run_pipelined(cursor: Any, effects: Sequence[Sequence[Sequence[_Statement]]],
-                       order: Sequence[int], results: list[bool]) -> None:
+                       order: Sequence[int], results: list[bool],
+                       counts: dict[int, int]) -> None:
         """PostgreSQL: ``_apply_one`` for every request of a batch in two round trips
         instead of one per statement (psycopg's pipeline mode). First every request's
         compare-and-set, then, for the requests whose compare-and-set matched its row,
@@ -1588,7 +1660,8 @@ class Store:
         ``_apply_one``. Rows are locked in one global order, so that batches committing
         at once on several servers do not deadlock: the compare-and-sets (tokens, codes)
         in batch order, then the other statements (users, sets, receipts) sorted by the
-        row each locks.
+        row each locks. A set's count after a use (``note_code_use``) goes into ``counts``
+        by request, read once the second round trip is done.
         """
         connection = cursor.connection
         checks: list[tuple[int, Any]] = []
@@ -1611,20 +1684,40 @@ class Store:
                 statements = [statement for commit in request for statement in commit]
                 if statements and statements[0][2]:
                     statements = statements[1:]  # the compare-and-set, run above
-                rest += [(lock, len(rest) + position, statement, parameters)
+                rest += [(lock, len(rest) + position, statement, parameters, index)
                          for position, (statement, parameters, _, lock) in enumerate(statements)]
-            for *_, statement, parameters in sorted(rest, key=itemgetter(0, 1)):
-                cursor.execute(statement, parameters)
+            counters: list[tuple[list[int], Any]] = []
+            for is_counted, run in itertools.groupby(
+                    sorted(rest, key=itemgetter(0, 1)),
+                    key=lambda entry: entry[2].endswith(_COUNTED)):
+                if not is_counted:
+                    for *_, statement, parameters, _index in run:
+                        cursor.execute(statement, parameters)
+                    continue
+                # The sets' updates (one text) in lock order, as one executemany that
+                # keeps each one's row: a cursor per statement cost ~10 µs each.
+                run = list(run)
+                counter = connection.cursor()
+                counter.executemany(run[0][2], [entry[3] for entry in run], returning=True)
+                counters.append(([entry[4] for entry in run], counter))
+        for indexes, counter in counters:
+            for position, index in enumerate(indexes):
+                if position and not counter.nextset():
+                    break
+                row = counter.fetchone()
+                if row is not None:
+                    counts[index] = row[0]
 
     @staticmethod
-    def _apply_one(cursor: Any, effects: Sequence[Sequence[_Statement]]) -> bool:
+    def _apply_one(cursor: Any, effects: Sequence[Sequence[_Statement]],
+                   counts: dict[int, int] | None = None, index: int = 0) -> bool:
         """One request's effects inside a batch; False (nothing of it kept) if a CAS lost."""
         if _cas_first_only(effects):
             # At most one CAS and it runs first (decide's verdicts have this shape): if it
             # loses nothing of the request was written, so no savepoint is needed.
-            return Store._run_effects(cursor, effects)
+            return Store._run_effects(cursor, effects, counts, index)
         cursor.execute("SAVEPOINT request")
-        if not Store._run_effects(cursor, effects):
+        if not Store._run_effects(cursor, effects, counts, index):
             cursor.execute("ROLLBACK TO SAVEPOINT request")
             cursor.execute("RELEASE SAVEPOINT request")
             return False
@@ -1632,15 +1725,46 @@ class Store:
         return True
 
     @staticmethod
-    def _run_effects(cursor: Any, effects: Sequence[Sequence[_Statement]]) -> bool:
+    def _run_effects(cursor: Any, effects: Sequence[Sequence[_Statement]],
+                     counts: dict[int, int] | None = None, index: int = 0) -> bool:
         """Run the statements of ``_statements``; False as soon as a compare-and-set
-        matches no row (the statements after it are not run)."""
+        matches no row (the statements after it are not run). A set's count after a use
+        goes into ``counts[index]``."""
         for statements in effects:
             for statement, parameters, is_cas, _ in statements:
                 cursor.execute(statement, parameters)
                 if is_cas and cursor.rowcount != 1:
                     return False
+                if statement.endswith(_COUNTED):
+                    row = cursor.fetchone()
+                    if row is not None and counts is not None:
+                        counts[index] = row[0]
         return True
+
+    def _recount(self, cursor: Any, items: Sequence[tuple[Sequence[Commit], AuditEvent,
+                                                          Receipt | None]],
+                 prepared: list, counts: Mapping[int, int],
+                 recount: Callable[[int, int], tuple[AuditEvent, Receipt | None] | None]
+                 ) -> None:
+        """``apply_batch``'s ``recount``: each counted item's audit row (not yet written)
+        and the receipt on its code's row told again from the committed count, where the
+        caller's count differs."""
+        for index, codes_left in counts.items():
+            settled = recount(index, codes_left)
+            if settled is None:
+                continue
+            audit, receipt = settled
+            prepared[index] = (prepared[index][0], self._audit_row(audit))
+            first = items[index][0][0] if items[index][0] else None
+            if receipt is not None and isinstance(first, UseEmergencyCode):
+                cursor.execute(self._sql.note_receipt_reply,
+                               (json.dumps(list(receipt.reply_messages)), first.code_id))
+
+    def _audit_row(self, audit: AuditEvent) -> tuple:
+        """An audit event as ``_RequestSql.insert_audit``'s parameters."""
+        return (self._sql.instant(audit.at), audit.node, audit.action, audit.result,
+                audit.actor, audit.user_name, audit.reason, audit.client,
+                audit.nas_address, _detail_to_json(audit.detail))
 
     def checkpoint(self) -> None:
         """SQLite: copy the write-ahead log into the database file (a PASSIVE checkpoint,

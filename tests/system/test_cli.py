@@ -298,10 +298,11 @@ def _printable(text: str) -> bool:
 
 
 def test_names_and_reasons_with_control_characters_are_escaped_in_every_listing(ready):
-    """Issue 20 (6): a name with an 8-bit CSI (allowed by the name rule) and a reason with
-    a newline and ESC print escaped in user list/show, emergency status and audit; --json
-    keeps the exact values and stays valid JSON."""
-    name = "eve\u009b2J"
+    """Issue 20 (6): a name with a right-to-left override (allowed by the name rule, which
+    refuses C0 and C1 controls) and a reason with a newline and ESC print escaped in user
+    list/show, emergency status and audit; --json keeps the exact values and stays valid
+    JSON."""
+    name = "eve\u202e2J"
     reason = "lost\nforged line\x1b[31m"
     assert run_cli(ready, "user", "add", name, "--pin", "4821").returncode == 0
     assert run_cli(ready, "token", "add", name, "--serial", "SN-EVE").returncode == 0
@@ -312,9 +313,10 @@ def test_names_and_reasons_with_control_characters_are_escaped_in_every_listing(
         ("emergency", "status", name), ("audit",), ("audit", "--user", name)]}
     for command, result in outputs.items():
         assert result.returncode == 0, (command, result.stderr)
-        assert _printable(result.stdout), (command, result.stdout)
-    assert "eve\\x9b2J" in outputs[("user", "list")].stdout
-    assert "name:              eve\\x9b2J" in outputs[("user", "show", name)].stdout
+        assert _printable(result.stdout) and "\u202e" not in result.stdout, \
+            (command, result.stdout)
+    assert "eve\\u202e2J" in outputs[("user", "list")].stdout
+    assert "name:              eve\\u202e2J" in outputs[("user", "show", name)].stdout
     status = outputs[("emergency", "status", name)].stdout
     assert "lost\\nforged line\\x1b[31m" in status
     assert not any(line.startswith("forged") for line in status.splitlines())

@@ -31,9 +31,10 @@ PIN = "4821"
 class Cluster:
     """N servers on one database and one key file (copied to every server in production)."""
 
-    def __init__(self, directory, url: str, count: int, *, db_url_for=None):
+    def __init__(self, directory, url: str, count: int, *, db_url_for=None, key_path=None):
         self.url = url
-        self.key_path = directory / "shared.key"
+        # One database, one key: radiusd refuses another key on it (issue 21, 7).
+        self.key_path = key_path or directory / "shared.key"
         self.servers: list[ServerProcess] = []
         for index in range(count):
             folder = directory / f"server{index}"
@@ -66,8 +67,14 @@ def database():
 
 
 @pytest.fixture(scope="module")
-def cluster(database, tmp_path_factory):
-    group = Cluster(tmp_path_factory.mktemp("cluster"), database, 4)
+def key_path(tmp_path_factory):
+    """The key file of the module's database, for every cluster on it."""
+    return tmp_path_factory.mktemp("key") / "shared.key"
+
+
+@pytest.fixture(scope="module")
+def cluster(database, key_path, tmp_path_factory):
+    group = Cluster(tmp_path_factory.mktemp("cluster"), database, 4, key_path=key_path)
     group.start()
     yield group
     group.stop()
@@ -208,8 +215,8 @@ def test_policy_changed_on_one_server_applies_on_all_within_5_seconds(cluster):
         cluster.servers[0].cli_ok("settings", "set", "emergency.on_token_use", "revoke")
 
 
-def test_sigkill_mid_load_never_accepts_a_code_twice(database, tmp_path):
-    pair = Cluster(tmp_path, database, 2)
+def test_sigkill_mid_load_never_accepts_a_code_twice(database, key_path, tmp_path):
+    pair = Cluster(tmp_path, database, 2, key_path=key_path)
     pair.start()
     try:
         codes = _issue(pair, "killed", 100)
@@ -308,13 +315,14 @@ def _status(server, timeout: float = 1.5) -> int | None:
     return None if reply is None else reply[0]
 
 
-def test_database_cut_means_silence_then_service_resumes_without_restart(database, tmp_path):
+def test_database_cut_means_silence_then_service_resumes_without_restart(database, key_path,
+                                                                         tmp_path):
     from sqlalchemy import make_url
     target = make_url(database)
     proxy = TcpProxy((target.host or "127.0.0.1", target.port or 5432))
     proxied = target.set(host="127.0.0.1", port=proxy.port).render_as_string(
         hide_password=False)
-    single = Cluster(tmp_path, database, 1, db_url_for=lambda _: proxied)
+    single = Cluster(tmp_path, database, 1, db_url_for=lambda _: proxied, key_path=key_path)
     single.start()
     server = single.servers[0]
     try:
