@@ -27,15 +27,16 @@ STEP = 0.25
 @dataclass
 class Probes:
     """Logins (an unknown user's: answered by a Reject only after its audit row commits)
-    and Status-Server requests, one of each every ``STEP`` seconds, with their replies."""
+    and Status-Server requests: every ``STEP`` seconds one Status-Server and
+    ``logins_per_step`` logins, each with its own Identifier, and the times of the replies."""
 
     port: int
     logins_per_step: int = 1
     name: str = "nobody"
     logins: socket.socket = field(default_factory=lambda: _socket())
     status: socket.socket = field(default_factory=lambda: _socket())
-    sent: dict = field(default_factory=dict)        # (kind, identifier) -> time sent
-    answered: dict = field(default_factory=dict)    # (kind, identifier) -> time answered
+    sent: dict = field(default_factory=dict)      # (kind, identifier, number) -> time sent
+    answered: dict = field(default_factory=dict)  # (kind, identifier, number) -> answered at
     count: int = 0
 
     def send(self) -> None:
