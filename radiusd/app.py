@@ -281,11 +281,21 @@ class BlockingThreads:
 class DatabaseRunner:
     """``run_db(fn, *args)``: runs ``fn`` in the dedicated DB pool, never on the reactor.
 
-    A timeout or an unreachable database becomes ``StoreUnavailable`` (no reply is sent);
-    ``DataRefused`` (a statement refused for its data) passes through and is no outage;
-    the outage is logged once a minute and probed until the database answers again. A call
-    that succeeds after ``SLOW_DB_CALL`` seconds or more (queueing included) is logged as
-    a warning, at most once a minute, with how many were slow and the slowest.
+    A timeout or an unreachable database becomes ``StoreUnavailable`` (no reply is sent)
+    and marks the database down; ``DataRefused`` (a statement refused for its data) passes
+    through and is no outage. Only evidence that logins can commit marks it up again: a
+    successful ``probe``, a small committed write (``Store.probe_commit``) run every
+    ``OUTAGE_PROBE_INTERVAL`` while it is down. A read that answers, or any other call,
+    never does: with a full disk or SQLite's writer held by another process, reads answer
+    while every login fails, and Status-Server must stay quiet (issue 21, 4).
+
+    ``database unreachable`` is logged when an outage starts, then once a minute while it
+    lasts, and ``database reachable again`` once when it ends; at most one
+    ``unreachable`` line a minute, whatever flaps: an outage starting within a minute of
+    the last such line is not logged (nor its end) unless it lasts to the minute.
+
+    A call that succeeds after ``SLOW_DB_CALL`` seconds or more (queueing included) is
+    logged as a warning, at most once a minute, with how many were slow and the slowest.
     """
 
     log = Logger(namespace="radiusd.store")
@@ -297,25 +307,31 @@ class DatabaseRunner:
         self.health = health
         self.probe = probe
         self.timeout = timeout
-        self._logged_at: float | None = None
+        self._logged_at: float | None = None    # the last "database unreachable" line
+        self._outage_logged = False             # this outage's start (or a minute) logged
         self._prober: LoopingCall | None = None
         self._slow_logged_at: float | None = None
         self._slow_calls = 0        # slow calls not yet logged, and the slowest of them
         self._slowest = 0.0
 
     def __call__(self, fn: Callable[..., Any], *args: Any) -> defer.Deferred:
+        return self._run(fn, args, is_evidence=False)
+
+    def _run(self, fn: Callable[..., Any], args: tuple, *, is_evidence: bool) -> defer.Deferred:
         d = self.threads.run(fn, *args)
         d.addTimeout(self.timeout, self.reactor)
-        d.addCallbacks(self._succeeded, self._failed, callbackArgs=(self.reactor.seconds(),))
+        d.addCallbacks(self._succeeded, self._failed,
+                       callbackArgs=(self.reactor.seconds(), is_evidence))
         return d
 
-    def _succeeded(self, result: Any, started: float) -> Any:
+    def _succeeded(self, result: Any, started: float, is_evidence: bool) -> Any:
         now = self.reactor.seconds()
         if now - started >= SLOW_DB_CALL:
             self._slow(now, now - started)
-        if self.health.mark_up():
-            self.log.info("database reachable again: answering requests")
-            self._logged_at = None
+        if is_evidence and self.health.mark_up():
+            if self._outage_logged:
+                self.log.info("database reachable again: answering requests")
+            self._outage_logged = False
             if self._prober is not None and self._prober.running:
                 self._prober.stop()
         return result
@@ -352,12 +368,15 @@ class DatabaseRunner:
             self._prober.start(OUTAGE_PROBE_INTERVAL, now=False)
         if self._logged_at is None or now - self._logged_at >= OUTAGE_LOG_INTERVAL:
             self._logged_at = now
+            self._outage_logged = True
             self.log.error("database unreachable ({reason}): not answering, so NASes fail "
                            "over to the next server", reason=reason)
         raise StoreUnavailable(reason)
 
-    def _probe(self) -> None:
-        self(self.probe).addErrback(lambda f: f.trap(StoreUnavailable))
+    def _probe(self) -> defer.Deferred:
+        # Returned, so the LoopingCall waits for it: one probe at a time.
+        return self._run(self.probe, (), is_evidence=True).addErrback(
+            lambda f: f.trap(StoreUnavailable))
 
 
 class GroupCommit:
@@ -578,10 +597,10 @@ def size_receive_buffer(sock: socket.socket, address: str) -> int:
 
 
 def _probe(store: Store) -> None:
-    """During an outage: is the database back? A read, and (SQLite) a sync of its log,
-    which keeps failing after a failed fdatasync until the server is restarted."""
-    store.load_settings()
-    store.sync(store.sync_ticket())
+    """During an outage: can logins commit again? A small committed write and (SQLite) a
+    sync of its log, which keeps failing after a failed fdatasync until the server is
+    restarted; a read answering is no evidence (issue 21, 4)."""
+    store.probe_commit()
 
 
 def _checkpoint(threads: BlockingThreads, store: Store) -> None:

@@ -7,7 +7,9 @@ RFC 5080 duplicate cache (resend / drop / process; the in-flight mark is set bef
 first thread hop) → the handler of the packet code → encode, sign, cache, send (an
 Access-Reject after ``reject_delay``, scheduled on the reactor, never blocking it).
 
-Packets that fail any check are dropped and logged, and never touch the cache.
+Packets that fail any check are dropped, and never touch the cache; the first few drops of
+each source and reason a minute are logged in full, the rest as one count a minute
+(``droplog.DropLimiter``, issue 21, 9).
 """
 
 from __future__ import annotations
@@ -22,10 +24,27 @@ from twisted.logger import Logger
 from radiusd import codec
 from radiusd.clients import ClientTable
 from radiusd.dedup import DedupAction, DedupKey, ReplyCache, dedup_key
-from radiusd.errors import PacketDropped, StoreUnavailable
+from radiusd.droplog import DropLimiter
+from radiusd.errors import (BadMessageAuthenticator, MalformedPacket,
+                            MissingMessageAuthenticator, PacketDropped, StoreUnavailable,
+                            UnexpectedPacketCode)
 from radiusd.escaping import word
 from radiusd.handlers.context import HandlerContext, Response
 from radiusd.model import Client, PacketCode, RadiusRequest
+
+# The reason a drop is counted under in the summaries (the full lines say more).
+_DROP_REASONS = ((BadMessageAuthenticator, "bad Message-Authenticator"),
+                 (MissingMessageAuthenticator, "missing Message-Authenticator"),
+                 (UnexpectedPacketCode, "unexpected packet code"),
+                 (MalformedPacket, "malformed packet"))
+
+
+def _drop_reason(exc: PacketDropped) -> str:
+    for kind, reason in _DROP_REASONS:
+        if isinstance(exc, kind):
+            return reason
+    return "dropped"
+
 
 class RadiusProtocol(DatagramProtocol):
     """One listening socket. ``handlers`` maps PacketCode to an async handler."""
@@ -34,13 +53,41 @@ class RadiusProtocol(DatagramProtocol):
 
     def __init__(self, *, clients: ClientTable, handlers: Mapping[PacketCode, Callable[..., Any]],
                  ctx: HandlerContext, clock: IReactorTime, cache: ReplyCache | None = None,
-                 debug: bool = False):
+                 debug: bool = False, drops: DropLimiter | None = None):
         self.clients = clients
         self.handlers = handlers
         self.ctx = ctx
         self.clock = clock
         self.cache = cache if cache is not None else ReplyCache()
         self.debug = debug
+        self.drops = drops if drops is not None else DropLimiter()
+        self._drop_flush: Any = None    # the pending summary's DelayedCall
+
+    def stopProtocol(self) -> None:  # noqa: N802 (Twisted)
+        if self._drop_flush is not None and self._drop_flush.active():
+            self._drop_flush.cancel()
+        self._flush_drops()
+
+    # --- drops ---------------------------------------------------------------------------
+
+    def _dropped(self, address: str, kind: str, message: str, **fields: Any) -> None:
+        """Log a drop in full, or count it (under ``kind``) for this minute's summary."""
+        now = self.clock.seconds()
+        if self.drops.note(address, kind, now):
+            self.log.warn(message, address=address, **fields)
+        elif self._drop_flush is None:
+            due = self.drops.flush_due()
+            self._drop_flush = self.clock.callLater(max(0.0, (due or now) - now),
+                                                    self._flush_drops)
+
+    def _flush_drops(self) -> None:
+        self._drop_flush = None
+        for summary in self.drops.flush(self.clock.seconds()):
+            self.log.warn("dropped {count:,} more packets from {source} ({reason}) in the "
+                          "last {seconds:.0f} s", count=summary.count, reason=summary.reason,
+                          source=(summary.address if summary.address is not None else
+                                  f"sources beyond the {self.drops.max_tracked} tracked"),
+                          address=summary.address, seconds=summary.seconds)
 
     # --- receive -------------------------------------------------------------------------
 
@@ -56,14 +103,15 @@ class RadiusProtocol(DatagramProtocol):
         client = self.clients.lookup(host)
         if client is None:
             # RFC 2865 §2: no shared secret for this source, silently discard.
-            self.log.warn("dropped packet from unknown client {address}:{port}",
-                          address=host, port=port)
+            self._dropped(host, "unknown client",
+                          "dropped packet from unknown client {address}:{port}", port=port)
             return
         try:
             request = codec.decode(data, client)
         except PacketDropped as exc:
-            self.log.warn("dropped packet from {client} ({address}:{port}): {reason}",
-                          client=client.name, address=host, port=port, reason=str(exc))
+            self._dropped(host, _drop_reason(exc),
+                          "dropped packet from {client} ({address}:{port}): {reason}",
+                          client=client.name, port=port, reason=str(exc))
             return
         if self.debug:
             self.log.info("received {code} Id {identifier} from {address}:{port} "
@@ -72,8 +120,8 @@ class RadiusProtocol(DatagramProtocol):
                           client=client.name, packet=codec.describe(request))
         handler = self.handlers.get(request.code)
         if handler is None:
-            self.log.warn("dropped {code} from {client}: no handler", code=request.code.name,
-                          client=client.name)
+            self._dropped(host, "no handler", "dropped {code} from {client}: no handler",
+                          code=request.code.name, client=client.name)
             return
         key = None
         if request.code == PacketCode.ACCESS_REQUEST:

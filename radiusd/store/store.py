@@ -87,6 +87,10 @@ _NOT_REFUSED_DATA = (psycopg.errors.InsufficientPrivilege,)
 def _is_refused_data(error: BaseException | None) -> bool:
     return isinstance(error, _REFUSED_DATA) and not isinstance(error, _NOT_REFUSED_DATA)
 
+# Store.probe_commit's row: a key no receipt has (Keys.receipt_hash is 32 bytes), expired.
+_PROBE_RECEIPT_KEY = b"radiusd outage probe"
+_PROBE_RECEIPT_EXPIRY = datetime(2000, 1, 1, tzinfo=UTC)
+
 # Execution option read by the SQLite "begin" hook.
 _BEGIN = "radiusd_begin"
 
@@ -1647,6 +1651,27 @@ class Store:
             StoreUnavailable: the write-ahead log could not be synced.
         """
         self._wal_sync.sync(ticket)
+
+    def probe_commit(self) -> None:
+        """Whether a login can commit now (the outage probe, ``app.DatabaseRunner``): one
+        transaction on the request path's writer, as a login batch takes it (SQLite: the
+        writer lock and ``BEGIN IMMEDIATE``), that writes a row of the receipt table and
+        deletes it again, so its commit writes the log like a login's (a page on SQLite, a
+        commit record on PostgreSQL), then the sync a login's reply waits for. A read
+        proves nothing: with a full disk, or SQLite's writer held by another process, reads
+        answer while every login fails (issue 21, 4). The row's key is shorter than any
+        real receipt's (``Keys.receipt_hash``, 32 bytes), and no other transaction sees it.
+
+        Raises:
+            StoreUnavailable: the database cannot be reached, is locked, full or cannot sync.
+            NotInitialised: the schema is missing.
+        """
+        sql = self._sql
+        with self._request_cursor(write=True) as cursor:
+            cursor.execute(sql.insert_receipt, (_PROBE_RECEIPT_KEY, 0, "[]",
+                                                sql.instant(_PROBE_RECEIPT_EXPIRY)))
+            cursor.execute(f"DELETE FROM receipt WHERE key = {sql.p}", (_PROBE_RECEIPT_KEY,))
+        self.sync(self.sync_ticket())
 
     @staticmethod
     def _run_pipelined(cursor: Any, effects: Sequence[Sequence[Sequence[_Statement]]],

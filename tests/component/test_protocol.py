@@ -335,3 +335,89 @@ def test_a_code_of_a_replaced_set_is_audited_as_such_and_its_accept_still_answer
         ("reject", "code_of_replaced_set"), ("accept", None)]
     assert rows[0].event.detail["code"] == 2 and rows[0].event.detail["counted"] is False
     assert h.accounts.get_user("em").failures == 0
+
+
+class LogLines:
+    """The warnings the protocol logs, with the clock's time when each was written."""
+
+    def __init__(self, clock: Clock) -> None:
+        self.clock = clock
+        self.events: list[dict] = []
+
+    def __call__(self, event: dict) -> None:
+        if event.get("log_format", "").startswith("dropped"):
+            self.events.append({**event, "at": self.clock.seconds()})
+
+    def full(self) -> list[dict]:
+        return [e for e in self.events if not e["log_format"].startswith("dropped {count")]
+
+    def summaries(self) -> list[dict]:
+        return [e for e in self.events if e["log_format"].startswith("dropped {count")]
+
+
+@pytest.fixture()
+def drop_lines(h):
+    lines = LogLines(h.clock)
+    globalLogPublisher.addObserver(lines)
+    yield lines
+    globalLogPublisher.removeObserver(lines)
+
+
+def test_a_flood_from_an_unknown_address_logs_five_lines_and_one_count_a_minute(h, drop_lines):
+    """Issue 21 (9): 10,000 datagrams from an unknown address in a minute write the first
+    5 in full and one summary with the count of the rest, not 10,000 lines."""
+    from twisted.logger import formatEvent
+    datagram = build_request(SECRET, "hal", "1234567890").RequestPacket()
+    for index in range(10_000):
+        h.send(datagram, addr=("10.0.0.9", 40000 + index % 1000))
+        h.clock.advance(0.005)                         # 10,000 in 50 s
+    assert len(drop_lines.full()) == 5 and drop_lines.summaries() == []
+    h.clock.advance(10.0)                              # the minute ends
+    [summary] = drop_lines.summaries()
+    assert summary["count"] == 9_995 and summary["address"] == "10.0.0.9"
+    assert formatEvent(summary) == ("dropped 9,995 more packets from 10.0.0.9 "
+                                    "(unknown client) in the last 60 s")
+    assert summary["at"] == pytest.approx(START + 60, abs=0.01)
+    for index in range(3_000):                         # the next minute: the same again
+        h.send(datagram, addr=("10.0.0.9", 40000))
+        h.clock.advance(0.01)
+    h.clock.advance(60)
+    assert len(drop_lines.full()) == 10
+    assert [e["count"] for e in drop_lines.summaries()] == [9_995, 2_995]
+    h.clock.advance(600)                               # quiet: nothing more is logged
+    assert len(drop_lines.events) == 12
+    assert h.transport.written == []
+
+
+def test_drops_of_another_reason_and_another_source_are_counted_apart(h, drop_lines):
+    """Issue 21 (9): each (source, reason) gets its own 5 full lines and its own count;
+    a known client's bad packets are not hidden by a stranger's flood."""
+    stranger = build_request(SECRET, "hal", "1234567890").RequestPacket()
+    for _ in range(20):
+        h.send(stranger, addr=("10.0.0.9", 40000))
+        h.send(b"\x01" * 30)                           # from the NAS: malformed
+    h.clock.advance(60)
+    assert len(drop_lines.full()) == 10
+    assert sorted((e["address"], e["reason"], e["count"]) for e in drop_lines.summaries()) \
+        == [("10.0.0.1", "malformed packet", 15), ("10.0.0.9", "unknown client", 15)]
+
+
+def test_a_flood_from_100000_sources_keeps_the_tracked_table_bounded(h, drop_lines):
+    """Issue 21 (9): spoofed sources cannot grow memory: at most MAX_TRACKED sources are
+    tracked, the drops of the others are counted together; at most FULL_IN_ALL full
+    lines a minute, and every drop is in a count."""
+    from radiusd.droplog import FULL_IN_ALL, MAX_TRACKED
+    datagram = build_request(SECRET, "hal", "1234567890").RequestPacket()
+    for index in range(100_000):
+        h.send(datagram, addr=(f"11.{index >> 16 & 255}.{index >> 8 & 255}.{index & 255}",
+                               40000))
+        assert h.protocol.drops.tracked <= MAX_TRACKED
+    assert h.protocol.drops.tracked == MAX_TRACKED
+    h.clock.advance(60)
+    assert len(drop_lines.full()) == FULL_IN_ALL
+    summaries = drop_lines.summaries()
+    assert len(summaries) == MAX_TRACKED - FULL_IN_ALL + 1
+    assert sum(e["count"] for e in summaries) == 100_000 - FULL_IN_ALL
+    [others] = [e for e in summaries if e["address"] is None]
+    assert others["count"] == 100_000 - MAX_TRACKED
+    assert h.protocol.drops.tracked == 0

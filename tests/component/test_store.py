@@ -729,3 +729,37 @@ def test_sync_fdatasyncs_the_sqlite_log_and_does_nothing_on_postgresql(store, da
     store.sync(store.sync_ticket())
     assert synced == ([] if not database_url.startswith("sqlite")
                       else [make_url(database_url).database + "-wal"])
+
+
+def test_the_outage_probe_is_a_commit_so_a_held_writer_fails_it_while_reads_answer(
+        tmp_path):
+    """Issue 21 (4): with SQLite's writer held by another process (``BEGIN EXCLUSIVE``),
+    reads answer but no login can commit: the probe (``Store.probe_commit``) fails like a
+    login until the writer is released, then commits and leaves no row behind."""
+    import sqlite3
+
+    path = tmp_path / "radiusd.db"
+    store = Store.open(f"sqlite:///{path}", statement_timeout=0.3)
+    try:
+        store.migrate()
+        other = sqlite3.connect(path, isolation_level=None)
+        other.execute("BEGIN EXCLUSIVE")
+        store.load_settings()                   # a read answers ...
+        with pytest.raises(StoreUnavailable):   # ... a commit does not
+            store.probe_commit()
+        other.execute("COMMIT")
+        other.close()
+        store.probe_commit()
+        with sqlite3.connect(path) as reader:
+            assert reader.execute("SELECT count(*) FROM receipt").fetchone() == (0,)
+    finally:
+        store.close()
+
+
+def test_the_outage_probe_commits_on_every_database(store):
+    """Issue 21 (4): ``probe_commit`` writes and deletes its row in one committed
+    transaction (SQLite and PostgreSQL); nothing of it remains."""
+    store.probe_commit()
+    store.probe_commit()
+    assert store.find_receipts([b"radiusd outage probe"],
+                               datetime(1999, 1, 1, tzinfo=UTC)) == {}
