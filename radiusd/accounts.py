@@ -22,7 +22,7 @@ from radiusd.model import (AuditEvent, AuditRecord, RandomSource, Secret, TokenI
                            UserInfo)
 from radiusd.model import WebAccount
 from radiusd.passcode import validate_pin
-from radiusd.wire_text import user_name_problem
+from radiusd.wire_text import recorded, user_name_problem
 
 ISSUER = "radiusd"
 _NAME = re.compile(r"^[^\s\x00-\x1f\x7f]{1,64}$")
@@ -263,7 +263,10 @@ class Accounts:
     def audit(self, *, user_name: str | None = None, since: datetime | None = None,
               action: str | None = None, result: str | None = None, limit: int = 1000,
               offset: int = 0) -> Sequence[AuditRecord]:
-        return self.store.list_audit(user_name=user_name, since=since, action=action,
+        """Audit rows, newest first. ``user_name`` is matched as the request path records
+        it (``wire_text.recorded``: a name with a control character or octets that are not
+        UTF-8 is stored escaped), so the name a NAS sent finds its rows."""
+        return self.store.list_audit(user_name=recorded(user_name), since=since, action=action,
                                      result=result, limit=limit, offset=offset)
 
     def count_audit_before(self, older_than: datetime) -> int:

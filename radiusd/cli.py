@@ -27,7 +27,7 @@ from radiusd import settings as policy
 from radiusd.config import check_config, default_config_path, load_config
 from radiusd.duration import format_duration, parse_duration
 from radiusd.errors import ConfigError, RadiusdError, UsageError
-from radiusd.escaping import escape, word
+from radiusd.escaping import escape, recorded_word
 from radiusd.model import Secret
 
 PROG = "radiusd"
@@ -595,15 +595,16 @@ class Commands:
 
 def _audit_columns(event) -> list[str]:
     """One audit row as its six columns of text (time, action, result, user, reason, the
-    rest), each value escaped (``radiusd.escaping.word``): a NAS chose the user name and
-    the station ids."""
-    detail = " ".join(f"{key}={word(str(value))}"
+    rest), each value escaped as recorded (``radiusd.escaping.recorded_word``): a NAS chose
+    the user name and the station ids, and the request path stored them escaped already."""
+    detail = " ".join(f"{key}={recorded_word(str(value))}"
                       for key, value in sorted(event.detail.items()))
-    rest = word(event.actor) + (f" client={word(event.client)}" if event.client else "") \
+    rest = recorded_word(event.actor) + (
+        f" client={recorded_word(event.client)}" if event.client else "") \
         + (f" {detail}" if detail else "")
-    return [_when(event.at), word(event.action), word(event.result),
-            word(event.user_name) if event.user_name is not None else "-",
-            word(event.reason) if event.reason is not None else "-", rest]
+    return [_when(event.at), recorded_word(event.action), recorded_word(event.result),
+            recorded_word(event.user_name) if event.user_name is not None else "-",
+            recorded_word(event.reason) if event.reason is not None else "-", rest]
 
 
 class _ExportFile:

@@ -54,6 +54,23 @@ def word(text: str) -> str:
     return escape(text)
 
 
+def recorded_word(text: str) -> str:
+    """An audit value as one word, as :func:`word` but with its backslashes as stored.
+
+    The request path records a value from the wire that holds a control character or
+    octets that are not UTF-8 in escaped form already (``wire_text.recorded``:
+    ``10.0.0.1\\nforged``); doubling its backslashes here would show it escaped twice. What
+    is still not printable (a value an admin typed, a right-to-left override) is escaped,
+    so a listing still cannot be forged; ``DOMAIN\\user`` shows as it was sent.
+    """
+    if not text or " " in text or '"' in text:
+        return '"' + "".join("\\" + c if c == '"' else c if c == "\\" else _escaped(c)
+                             for c in text) + '"'
+    if text.isprintable():
+        return text
+    return "".join(c if c == "\\" else _escaped(c) for c in text)
+
+
 def _escaped(character: str) -> str:
     if character == "\\":
         return "\\\\"

@@ -54,3 +54,18 @@ def test_an_octet_that_was_not_utf8_is_shown_as_that_octet():
     from_wire = b"m\xfcller\x1b".decode("utf-8", "surrogateescape")
     assert escape(from_wire) == "m\\xfcller\\x1b"
     assert quote(from_wire) == '"m\\xfcller\\x1b"'
+
+
+@pytest.mark.parametrize("stored,shown", [
+    ("10.0.0.1\\nforged", "10.0.0.1\\nforged"),   # recorded escaped: not escaped twice
+    ("DOMAIN\\user", "DOMAIN\\user"),             # an ordinary value, as it was sent
+    ("lost\nforged", "lost\\nforged"),            # typed by an admin: still escaped
+    ("rtl\u202e", "rtl\\u202e"),
+    ("a b", '"a b"'),
+    ("", '""'),
+])
+def test_recorded_word_shows_an_audit_value_escaped_once(stored, shown):
+    """Issue 20 (6) with issue 21 (1): the audit listing shows what the request path
+    recorded escaped once, and still escapes anything that is not printable."""
+    from radiusd.escaping import recorded_word
+    assert recorded_word(stored) == shown
