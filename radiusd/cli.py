@@ -13,6 +13,7 @@ terminal as an escape sequence; ``--json`` output is JSON-escaped instead.
 from __future__ import annotations
 
 import argparse
+import getpass
 import io
 import json
 import os
@@ -163,13 +164,19 @@ def build_parser() -> argparse.ArgumentParser:
     user.required = True
     add = user.add_parser("add", help="create a user")
     add.add_argument("name")
-    add.add_argument("--pin", help="4–8 letters or digits")
+    add_pin = add.add_mutually_exclusive_group()
+    add_pin.add_argument("--pin", help="4–8 letters or digits; " + _ARGV_HINT + "--pin-stdin")
+    add_pin.add_argument("--pin-stdin", action="store_true",
+                         help="read the PIN from standard input (one line; with "
+                              "--password-stdin: line 1 the PIN, line 2 the password)")
     add.add_argument("--password-stdin", action="store_true",
                      help="read the self-service console password from standard input")
     set_pin = user.add_parser("set-pin", help="set or clear a user's PIN")
     set_pin.add_argument("name")
     which = set_pin.add_mutually_exclusive_group(required=True)
-    which.add_argument("--pin")
+    which.add_argument("--pin", help=_ARGV_HINT + "--pin-stdin")
+    which.add_argument("--pin-stdin", action="store_true",
+                       help="read the PIN from standard input (one line)")
     which.add_argument("--clear", action="store_true")
     set_password = user.add_parser("set-password",
                                    help="set the self-service password (from stdin)")
@@ -192,7 +199,12 @@ def build_parser() -> argparse.ArgumentParser:
     tadd = token.add_parser("add", help="import (--secret) or generate a token seed")
     tadd.add_argument("name")
     tadd.add_argument("--type", choices=("totp", "hotp"), default="totp")
-    tadd.add_argument("--secret", help="base32 seed of a hardware token")
+    seed = tadd.add_mutually_exclusive_group()
+    seed.add_argument("--secret", help="base32 seed of a hardware token; " + _ARGV_HINT
+                                       + "--secret-stdin")
+    seed.add_argument("--secret-stdin", action="store_true",
+                      help="read the base32 seed from standard input (one line); an "
+                           "imported seed is never printed")
     tadd.add_argument("--digits", type=_int_choice(6, 8), default=6, help="6 or 8")
     tadd.add_argument("--period", type=_int_range(10, 300), default=30,
                       help="TOTP step in seconds, 10–300")
@@ -259,6 +271,54 @@ def build_parser() -> argparse.ArgumentParser:
     prune.add_argument("--force", action="store_true",
                        help="also delete rows younger than the minimum retention (1d)")
     return parser
+
+
+# --pin and --secret stay for the scripts that use them; their help says why not to (issue
+# 21, 12). A hint in --help, no warning at each use: an admin's script must not get stderr
+# noise it cannot silence.
+_ARGV_HINT = ("a value on the command line is visible to other users in the process list "
+              "and kept in shell history: scripts should use ")
+_STDIN_LIMIT = 64 * 1024
+
+
+def _read_stdin_lines(*what: str) -> tuple[Secret, ...]:
+    """One secret a line from standard input, in the order of ``what`` (issue 21, 12).
+
+    From a terminal each is asked for without echo (``getpass``). From a pipe or file the
+    input must be exactly those lines (a final newline and CRLF ends allowed): an empty
+    line, a missing or an extra line is refused, so a script that sends the wrong thing
+    stores nothing rather than half of it.
+
+    Raises:
+        UsageError: a line missing, empty or too many, or input that is not UTF-8 text.
+            The message names the secret, never its value.
+    """
+    try:
+        if sys.stdin.isatty():
+            lines = [getpass.getpass(f"{name}: ") for name in what]
+        else:
+            text = sys.stdin.read(_STDIN_LIMIT + 1)
+            if len(text) > _STDIN_LIMIT:
+                raise UsageError(f"standard input is longer than {_STDIN_LIMIT} characters")
+            lines = text.split("\n")
+            if len(lines) > 1 and lines[-1] == "":
+                lines.pop()  # the final newline
+            lines = [line.removesuffix("\r") for line in lines]
+        secrets_read = tuple(Secret(line) for line in lines)
+    except UnicodeError:
+        raise UsageError("standard input is not UTF-8 text") from None
+    expected = " then ".join(what)
+    if len(lines) > len(what):
+        count = "one line" if len(what) == 1 else f"{len(what)} lines"
+        raise UsageError(f"standard input must be {count} ({expected}), not {len(lines)}")
+    for name, line in zip(what, lines):
+        if not line:
+            raise UsageError(f"no {name} on standard input (an empty line)")
+    if len(lines) < len(what):
+        missing = what[len(lines)]
+        raise UsageError(f"no {missing} on standard input (expected {len(what)} lines: "
+                         f"{expected})")
+    return secrets_read
 
 
 def _read_stdin_secret(what: str) -> Secret:
@@ -333,12 +393,24 @@ class Commands:
         accounts, now = self.accounts, _now()
         match args.action:
             case "add":
-                password = _read_stdin_secret("password") if args.password_stdin else None
-                info = accounts.add_user(args.name, pin=args.pin, password=password,
+                pin = args.pin
+                if args.pin_stdin:
+                    # Issue 21 (12): line 1 the PIN, line 2 the password (PIN first: it is
+                    # what every user has, the password what some have).
+                    read = _read_stdin_lines("PIN", *(("password",) if args.password_stdin
+                                                      else ()))
+                    pin = read[0].reveal().decode("utf-8")
+                    password = read[1] if args.password_stdin else None
+                else:
+                    password = _read_stdin_secret("password") if args.password_stdin else None
+                info = accounts.add_user(args.name, pin=pin, password=password,
                                          actor="cli", now=now)
                 self.print(f"user {info.name} added" + (" with PIN" if info.has_pin else ""))
             case "set-pin":
-                accounts.set_pin(args.name, None if args.clear else args.pin, actor="cli",
+                pin = args.pin
+                if args.pin_stdin:
+                    pin = _read_stdin_lines("PIN")[0].reveal().decode("utf-8")
+                accounts.set_pin(args.name, None if args.clear else pin, actor="cli",
                                  now=now)
                 self.print(f"PIN of {args.name} " + ("cleared" if args.clear else "set"))
             case "set-password":
@@ -426,13 +498,20 @@ class Commands:
         accounts, now = self.accounts, _now()
         match args.action:
             case "add":
-                new = accounts.add_token(args.name, kind=args.type, secret=args.secret,
+                secret = args.secret
+                if args.secret_stdin:
+                    secret = _read_stdin_lines("secret")[0].reveal().decode("utf-8")
+                new = accounts.add_token(args.name, kind=args.type, secret=secret,
                                          digits=args.digits, period=args.period,
                                          counter=args.counter, serial=args.serial,
                                          actor="cli", now=now)
                 self.print(f"token {new.info.serial} ({new.info.kind.value}) added to "
                            f"{args.name}")
-                self.print(new.uri)
+                if secret is None:
+                    # A generated seed must reach the user's app: its URI, once. An imported
+                    # seed is on the hardware token already; the URI would only echo it
+                    # (issue 21, 12).
+                    self.print(new.uri)
             case "list":
                 tokens = accounts.list_tokens(args.name)
                 self.print(f"{'SERIAL':20} {'TYPE':5} {'DIGITS':6} {'PERIOD':6} CREATED")

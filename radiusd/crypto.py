@@ -29,6 +29,10 @@ _NONCE_BYTES = 12
 _SALT_BYTES = 16
 
 
+DECOY_OWNER = ""  # no user name is empty (accounts: a name has 1–253 octets)
+DECOY_SERIAL = "decoy"
+
+
 def _derive(master: bytes, purpose: bytes) -> bytes:
     return HKDF(algorithm=hashes.SHA256(), length=32, salt=None,
                 info=b"radiusd/" + purpose).derive(master)
@@ -54,12 +58,26 @@ class Keys:
     _pin_mac: HmacKey = field(init=False, repr=False, compare=False)
     _code_mac: HmacKey = field(init=False, repr=False, compare=False)
     _receipt_mac: HmacKey = field(init=False, repr=False, compare=False)
+    # A decoy user's PIN hash and sealed seed (issue 21, 10), for ``decide`` to check a
+    # passcode against when there is no real one to check (unknown user, no PIN), so that
+    # every Reject costs the same keyed hashes. Derived from the keys, no randomness.
+    decoy_pin_hash: bytes = field(init=False, repr=False, compare=False)
+    decoy_sealed_seed: bytes = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "_seed_aead", AESGCM(self.seed_key.reveal()))
         object.__setattr__(self, "_pin_mac", HmacKey(self.pin_key.reveal(), "sha256"))
         object.__setattr__(self, "_code_mac", HmacKey(self.code_key.reveal(), "sha256"))
         object.__setattr__(self, "_receipt_mac", HmacKey(self.receipt_key.reveal(), "sha256"))
+        # The decoy's PIN is the empty one, which no passcode can carry (a user with a PIN
+        # must send one). Its seed is a fixed value sealed with a nonce derived from the key:
+        # it protects nothing, and a random nonce of a real seed meets it with the same odds
+        # (2^-96) as it meets another random nonce.
+        salt = bytes(_SALT_BYTES)
+        object.__setattr__(self, "decoy_pin_hash", salt + self._pin_mac.digest(salt))
+        nonce = _derive(self.seed_key.reveal(), b"decoy-nonce")[:_NONCE_BYTES]
+        object.__setattr__(self, "decoy_sealed_seed", self.seal_seed(
+            bytes(20), DECOY_OWNER, DECOY_SERIAL, lambda size: nonce[:size]))
 
     @classmethod
     def from_master(cls, master: bytes) -> "Keys":

@@ -5,7 +5,8 @@ Per datagram (all on the reactor thread, microseconds): client lookup by source 
 (RFC 2865 §2) → ``codec.decode`` (rad_packet_ok checks, Message-Authenticator policy) →
 RFC 5080 duplicate cache (resend / drop / process; the in-flight mark is set before the
 first thread hop) → the handler of the packet code → encode, sign, cache, send (an
-Access-Reject after ``reject_delay``, scheduled on the reactor, never blocking it).
+Access-Reject after ``reject_delay`` plus a random 0–25 % of it, scheduled on the reactor,
+never blocking it).
 
 Packets that fail any check are dropped, and never touch the cache; the first few drops of
 each source and reason a minute are logged in full, the rest as one count a minute
@@ -14,6 +15,7 @@ each source and reason a minute are logged in full, the rest as one count a minu
 
 from __future__ import annotations
 
+import secrets
 from typing import Any, Callable, Mapping
 
 from twisted.internet.defer import maybeDeferred
@@ -30,7 +32,13 @@ from radiusd.errors import (BadMessageAuthenticator, MalformedPacket,
                             UnexpectedPacketCode)
 from radiusd.escaping import word
 from radiusd.handlers.context import HandlerContext, Response
-from radiusd.model import Client, PacketCode, RadiusRequest
+from radiusd.model import Client, PacketCode, RadiusRequest, RandomSource
+
+# Issue 21 (10): an Access-Reject waits reject_delay plus up to this share of it, drawn anew
+# for each reply, so what is left of a timing difference between reject paths drowns in the
+# spread. Never less than reject_delay (the FreeRADIUS setting's meaning: at least this
+# long); 0 s stays 0 s.
+REJECT_JITTER = 0.25
 
 # The reason a drop is counted under in the summaries (the full lines say more).
 _DROP_REASONS = ((BadMessageAuthenticator, "bad Message-Authenticator"),
@@ -53,7 +61,9 @@ class RadiusProtocol(DatagramProtocol):
 
     def __init__(self, *, clients: ClientTable, handlers: Mapping[PacketCode, Callable[..., Any]],
                  ctx: HandlerContext, clock: IReactorTime, cache: ReplyCache | None = None,
-                 debug: bool = False, drops: DropLimiter | None = None):
+                 debug: bool = False, drops: DropLimiter | None = None,
+                 random: RandomSource = secrets.token_bytes):
+        self.random = random  # the reject delay's jitter
         self.clients = clients
         self.handlers = handlers
         self.ctx = ctx
@@ -159,10 +169,15 @@ class RadiusProtocol(DatagramProtocol):
                                    response.reply_messages)
         if response.delay > 0:
             # Duplicates stay "in flight" (dropped) until the delayed reply is sent.
-            self.clock.callLater(response.delay, self._send, reply, addr, key,
+            self.clock.callLater(self.jittered(response.delay), self._send, reply, addr, key,
                                  request.authenticator)
         else:
             self._send(reply, addr, key, request.authenticator)
+
+    def jittered(self, delay: float) -> float:
+        """``delay`` stretched by a uniform random share in [0, REJECT_JITTER) of it."""
+        share = int.from_bytes(self.random(4), "big") / 2**32
+        return delay * (1 + REJECT_JITTER * share)
 
     def _send(self, reply: bytes, addr: tuple, key: DedupKey | None,
               authenticator: bytes) -> None:

@@ -46,8 +46,10 @@ class Harness:
             store=self.store, keys=self.keys, run_db=self.run_db, now=self.now,
             settings=SettingsCache(self.store.load_settings), reject_delay=1.0, node="test")
         clients = ClientTable([Client("nas", netaddr.IPNetwork("10.0.0.1/32"), Secret(SECRET))])
+        # No jitter unless a test asks for it: the reject delay is exactly 1 s.
+        self.random = lambda n: bytes(n)
         self.protocol = RadiusProtocol(clients=clients, handlers=HANDLERS, ctx=self.ctx,
-                                       clock=self.clock)
+                                       clock=self.clock, random=lambda n: self.random(n))
         self.transport = FakeDatagramTransport()
         self.protocol.makeConnection(self.transport)
 
@@ -121,6 +123,49 @@ def test_reject_waits_for_reject_delay_on_the_clock(h):
     h.clock.advance(0.99)
     assert h.transport.written == []
     h.clock.advance(0.02)
+    assert [raw[0] for raw, _ in h.transport.written] == [packet.AccessReject]
+
+
+def _reject_wait(h, name: str) -> float:
+    """Seconds on the clock from an Access-Request to its Access-Reject (1 ms steps)."""
+    written = len(h.transport.written)
+    h.send(build_request(SECRET, name, "1234000000").RequestPacket())
+    waited = 0.0
+    while len(h.transport.written) == written:
+        assert waited < 2.0, "no reply"
+        h.clock.advance(0.001)
+        waited += 0.001
+    assert h.transport.written[-1][0][0] == packet.AccessReject
+    return waited
+
+
+def test_reject_delay_varies_within_delay_and_a_quarter_more(h):
+    """Issue 21 (10): each Reject waits reject_delay plus a random share of at most 25 %
+    of it, drawn from the injected random source: never less than the delay."""
+    h.add_user("jit")
+    draws = iter([bytes(4), b"\x80\x00\x00\x00", b"\xff\xff\xff\xff", b"\x40\x00\x00\x00"])
+    h.random = lambda n: next(draws)
+    waits = [_reject_wait(h, "jit") for _ in range(4)]
+    assert waits == pytest.approx([1.0, 1.125, 1.25, 1.0625], abs=0.0015)
+
+
+def test_reject_delay_with_a_real_random_source_spreads_within_the_bounds(h):
+    """Issue 21 (10): with ``secrets`` as the source, the waits differ and stay in
+    [delay, 1.25 delay]."""
+    import secrets
+    h.random = secrets.token_bytes
+    h.add_user("spread")
+    waits = [_reject_wait(h, "spread") for _ in range(12)]
+    assert all(1.0 - 0.0015 <= wait <= 1.25 + 0.0015 for wait in waits), waits
+    assert len({round(wait, 3) for wait in waits}) > 1, waits
+
+
+def test_a_zero_reject_delay_sends_at_once_whatever_the_random_source(h):
+    """Issue 21 (10): ``reject_delay = "0s"`` stays no delay at all."""
+    h.ctx.reject_delay = 0.0
+    h.random = lambda n: b"\xff" * n
+    h.add_user("zero")
+    h.send(build_request(SECRET, "zero", "1234000000").RequestPacket())
     assert [raw[0] for raw, _ in h.transport.written] == [packet.AccessReject]
 
 
@@ -207,7 +252,7 @@ def _second_server(h: Harness) -> Harness:
     other = Harness.__new__(Harness)
     other.__dict__.update(h.__dict__)
     other.protocol = RadiusProtocol(clients=h.protocol.clients, handlers=HANDLERS, ctx=h.ctx,
-                                    clock=h.clock)
+                                    clock=h.clock, random=lambda n: bytes(n))
     other.transport = FakeDatagramTransport()
     other.protocol.makeConnection(other.transport)
     return other
