@@ -1449,10 +1449,7 @@ class Store:
             StoreUnavailable: the database cannot be reached, is locked or timed out.
             NotInitialised: the schema is missing.
         """
-        with self._transaction() as connection:
-            rows = connection.execute(select(tables.settings.c.key,
-                                             tables.settings.c.value)).all()
-        return settings_from_rows({row.key: row.value for row in rows})
+        return settings_from_rows(self.load_setting_rows())
 
     def load_setting_rows(self) -> dict[str, str]:
         """The stored policy rows as text, ``{key: value}`` (``settings.stored_problems``).
