@@ -23,7 +23,7 @@ from typing import Collection, Mapping, Sequence
 
 from radiusd import settings as policy
 from radiusd.accounts import validate_user_name
-from radiusd.duration import format_duration, parse_duration
+from radiusd.duration import parse_duration
 from radiusd.emergency import issuing
 from radiusd.errors import UsageError
 from radiusd.model import Secret

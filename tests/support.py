@@ -227,3 +227,16 @@ def pg_database(prefix: str = "radiusd_test"):
         with admin.connect() as connection:
             connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         admin.dispose()
+
+
+def assert_one_line_error(result, *needles: str, returncode: int | None = None) -> None:
+    """A CLI run refused its input as SPEC says: non-zero exit (``returncode`` when given),
+    one line on stderr holding every needle, no traceback."""
+    if returncode is None:
+        assert result.returncode != 0, (result.returncode, result.stderr)
+    else:
+        assert result.returncode == returncode, (result.returncode, result.stderr)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
+    for needle in needles:
+        assert needle in lines[0], lines[0]

@@ -57,7 +57,7 @@ from radiusd.model import (CAS_COMMITS, AdvanceToken, AuditEvent, AuditRecord, C
                            EmergencyCode, EmergencySet, PacketCode, Receipt, RecordFailure,
                            ResetFailures, RevokeEmergencySet, SaveReceipt, Subject, Token,
                            TokenInfo, TokenKind, UseEmergencyCode, UserInfo)
-from radiusd.model import ADMIN_ACCOUNT, USER_ACCOUNT, WebAccount
+from radiusd.model import ADMIN_ACCOUNT, WebAccount
 from radiusd.errors import UsageError
 from radiusd.settings import Settings, settings_from_rows
 from radiusd.emergency import rules

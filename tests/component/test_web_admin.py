@@ -9,7 +9,6 @@ import io
 import re
 from datetime import timedelta
 from pathlib import Path
-from urllib.parse import quote
 
 import pytest
 from twisted.internet import defer

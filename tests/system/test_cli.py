@@ -8,7 +8,8 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from support import ServerProcess, free_udp_port, run_cli, write_server_config
+from support import (ServerProcess, assert_one_line_error, free_udp_port, run_cli,
+                     write_server_config)
 
 
 @pytest.fixture()
@@ -23,15 +24,6 @@ def ready(config):
     return config
 
 
-def _one_line_error(result, *needles: str) -> None:
-    assert result.returncode != 0
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    assert "Traceback" not in result.stderr
-    for needle in needles:
-        assert needle in lines[0], lines[0]
-
-
 def test_init_creates_private_key_file_and_is_idempotent(config, tmp_path):
     first = run_cli(config, "init")
     assert first.returncode == 0 and "created" in first.stdout
@@ -44,7 +36,7 @@ def test_init_creates_private_key_file_and_is_idempotent(config, tmp_path):
 
 def test_commands_before_init_say_run_init_and_create_nothing(config, tmp_path):
     result = run_cli(config, "user", "list")
-    _one_line_error(result, "radiusd init")
+    assert_one_line_error(result, "radiusd init")
     assert not (tmp_path / "radiusd.db").exists()
 
 
@@ -72,13 +64,13 @@ def test_user_lifecycle(ready):
     (("token", "delete", "nobody", "T1"), ("nobody",)),
 ])
 def test_bad_input_exits_non_zero_with_one_line(ready, args, needles):
-    _one_line_error(run_cli(ready, *args), *needles)
+    assert_one_line_error(run_cli(ready, *args), *needles)
 
 
 def test_duplicate_user_and_bad_seed(ready):
     assert run_cli(ready, "user", "add", "carol").returncode == 0
-    _one_line_error(run_cli(ready, "user", "add", "carol"), "carol", "exists")
-    _one_line_error(run_cli(ready, "token", "add", "carol", "--secret", "not*base32!"),
+    assert_one_line_error(run_cli(ready, "user", "add", "carol"), "carol", "exists")
+    assert_one_line_error(run_cli(ready, "token", "add", "carol", "--secret", "not*base32!"),
                     "base32")
     assert "SERIAL" in run_cli(ready, "token", "list", "carol").stdout
     assert len(run_cli(ready, "token", "list", "carol").stdout.strip().splitlines()) == 1
@@ -89,7 +81,7 @@ def test_token_add_prints_otpauth_uri(ready):
     result = run_cli(ready, "token", "add", "dave", "--serial", "SN1")
     assert result.returncode == 0
     assert "otpauth://totp/radiusd:dave?secret=" in result.stdout
-    _one_line_error(run_cli(ready, "token", "add", "dave", "--serial", "SN1"), "SN1")
+    assert_one_line_error(run_cli(ready, "token", "add", "dave", "--serial", "SN1"), "SN1")
 
 
 def test_settings_show_and_set(ready):
@@ -111,7 +103,7 @@ def test_settings_set_refuses_a_value_out_of_bounds(ready, key, value, words):
     issue path afterwards."""
     before = run_cli(ready, "settings", "show").stdout
     refused = run_cli(ready, "settings", "set", key, value)
-    _one_line_error(refused, words)
+    assert_one_line_error(refused, words)
     assert refused.stderr.count(key) == 1
     assert run_cli(ready, "settings", "show").stdout == before
 
@@ -181,9 +173,9 @@ def test_cli_count_and_lifetime_may_exceed_the_policy_within_the_hard_bounds(rea
     issued = run_cli(ready, "emergency", "issue", "erin", "--count", "100", "--lifetime", "90d")
     assert issued.returncode == 0, issued.stderr
     assert "100. " in issued.stdout
-    _one_line_error(run_cli(ready, "emergency", "issue", "erin", "--lifetime", "91d"),
+    assert_one_line_error(run_cli(ready, "emergency", "issue", "erin", "--lifetime", "91d"),
                     "--lifetime must be between 1m and 90d, not 91d")
-    _one_line_error(run_cli(ready, "emergency", "issue", "erin", "--count", "101"),
+    assert_one_line_error(run_cli(ready, "emergency", "issue", "erin", "--count", "101"),
                     "--count must be between 1 and 100, not 101")
 
 
@@ -254,7 +246,7 @@ def test_audit_prune_under_the_minimum_retention_is_refused_without_force(ready,
     _old_audit_rows(ready, timedelta(days=3))
     before = _audit_json(ready)
     result = run_cli(ready, "audit", "prune", "--older-than", older_than)
-    _one_line_error(result, "--older-than", "1d", "--force")
+    assert_one_line_error(result, "--older-than", "1d", "--force")
     assert _audit_json(ready) == before
 
 
@@ -361,7 +353,7 @@ def test_names_and_reasons_with_control_characters_are_escaped_in_every_listing(
 def test_bad_numbers_and_durations_are_one_line_errors(ready, args, needles):
     """Issue 20 (9): every integer and duration option, and values that start with '-':
     one line naming the option (or key), non-zero exit, no traceback."""
-    _one_line_error(run_cli(ready, *args), *needles)
+    assert_one_line_error(run_cli(ready, *args), *needles)
 
 
 def test_values_that_look_negative_reach_the_command(ready):

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from support import free_udp_port, run_cli, write_server_config
+from support import assert_one_line_error, free_udp_port, run_cli, write_server_config
 
 PIN = "Qz7Wk3"
 PASSWORD = "correct horse 9472"
@@ -26,15 +26,6 @@ def _no_secret_printed(result, *secrets: str) -> None:
     for secret in secrets:
         assert secret not in result.stdout and secret not in result.stderr
         assert secret.lower() not in result.stdout.lower()
-
-
-def _one_line_error(result, *needles: str) -> None:
-    assert result.returncode != 0
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    assert "Traceback" not in result.stderr
-    for needle in needles:
-        assert needle in lines[0], lines[0]
 
 
 def _login_pin_is(config, name: str, pin: str) -> bool:
@@ -98,7 +89,7 @@ def test_bad_stdin_is_one_line_and_non_zero(ready, args, stdin, needles):
     if args[:2] != ("user", "add"):
         assert run_cli(ready, "user", "add", "hank").returncode == 0
     result = run_cli(ready, *args, input=stdin)
-    _one_line_error(result, *needles)
+    assert_one_line_error(result, *needles)
     _no_secret_printed(result, PIN, SEED)
     if args[:2] == ("user", "add"):
         assert "hank" not in run_cli(ready, "user", "list").stdout  # nothing half-made
