@@ -118,3 +118,66 @@ def test_two_workers_on_two_cpus_are_pinned_one_each(tmp_path):
         assert all(reply is not None and reply[0] == packet.AccessReject for reply in replies)
     finally:
         assert server.stop(signal.SIGTERM) == 0, server.log_text()
+
+
+IN_USE = "already in use (another radiusd or RADIUS server?)"
+
+
+def _status_server_answered(port: int) -> bool:
+    reply = send_raw(build_request(SECRET, None, code=packet.StatusServer).RequestPacket(), port)
+    return reply is not None and reply[0] == packet.AccessAccept
+
+
+def _children(pid: int) -> list[int]:
+    return [int(child) for task in os.listdir(f"/proc/{pid}/task")
+            for child in open(f"/proc/{pid}/task/{task}/children").read().split()]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:   # a zombie is not serving
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def test_a_second_server_on_a_served_port_refuses_to_start(tmp_path):
+    """Issue 21 (8): a second `serve --workers 2` (or a plain `serve`) on a port that
+    another radiusd's workers serve does not join their SO_REUSEPORT group and say
+    "ready" while receiving nothing: one line naming the address, exit 1; the first
+    server goes on answering."""
+    server = _start_workers(tmp_path / "first", 2)
+    try:
+        assert _status_server_answered(server.port)
+        second = write_server_config(tmp_path / "second", port=server.port, secret=SECRET)
+        for extra in (["--workers", "2"], []):
+            result = subprocess.run(
+                [sys.executable, "-m", "radiusd.cli", "--config", str(second), "serve", *extra],
+                capture_output=True, text=True, timeout=60, cwd=REPO)
+            output = result.stdout + result.stderr
+            assert result.returncode == 1, output
+            assert output.splitlines() == [
+                f"radiusd: error: cannot listen on 127.0.0.1:{server.port}: {IN_USE}"], output
+            assert _status_server_answered(server.port)
+    finally:
+        assert server.stop(signal.SIGTERM) == 0, server.log_text()
+
+
+def test_workers_die_with_their_supervisor(tmp_path):
+    """Issue 21 (8): after a kill -9 of the supervisor its workers do not serve on as
+    orphans: each gets SIGTERM (parent-death signal) and the port is free again."""
+    server = _start_workers(tmp_path, 2)
+    workers = _children(server.process.pid)
+    assert len(workers) == 2
+    server.process.kill()
+    server.process.wait()
+    deadline = time.monotonic() + 10
+    try:
+        while any(_alive(pid) for pid in workers):
+            assert time.monotonic() < deadline, f"workers still running: {workers}"
+            time.sleep(0.05)
+    finally:
+        for pid in filter(_alive, workers):   # no orphan outlives a failed test
+            os.kill(pid, signal.SIGKILL)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(("127.0.0.1", server.port))   # no SO_REUSEPORT: fails if anyone holds it
