@@ -628,6 +628,31 @@ def _prune_receipts(runner: DatabaseRunner, store: Store, ctx: HandlerContext) -
     runner(store.prune_receipts, ctx.now()).addErrback(lambda f: f.trap(StoreUnavailable))
 
 
+def _stop_on_signals(reactor) -> None:
+    """SIGTERM and SIGINT stop the reactor, however often they come.
+
+    systemd signals the whole process group and the supervisor forwards the signal too,
+    so a worker gets it twice; Twisted's own handler then calls ``reactor.stop()`` on a
+    stopping reactor and logs ReactorNotRunning as a critical traceback (issue 21, 13).
+    """
+    import signal
+
+    from twisted.internet.error import ReactorNotRunning
+
+    def stop(name: str) -> None:
+        try:
+            reactor.stop()
+        except ReactorNotRunning:  # stopping already
+            return
+        log.info("received {signal}: stopping", signal=name)
+
+    def handler(signum, frame) -> None:
+        reactor.callFromThread(stop, signal.Signals(signum).name)
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, handler)
+
+
 def _begin_logging(debug: bool) -> None:
     level = LogLevel.debug if debug else LogLevel.info
     observer = FilteringLogObserver(textFileLogObserver(sys.stderr),
@@ -682,6 +707,7 @@ def serve(config: Config, *, debug: bool = False, workers: int = 1,
     sockets = _inherited_sockets() if worker_index is not None else None
 
     def go() -> None:
+        _stop_on_signals(reactor)  # after Twisted installed its own handlers
         try:
             server = start_server(config, reactor, store, keys, debug=debug,
                                   workers=None if worker_index is None else workers,
@@ -725,8 +751,15 @@ def serve(config: Config, *, debug: bool = False, workers: int = 1,
                      index=worker_index, listening=listening,
                      cpus=f"CPU {min(cpu)}" if len(cpu) == 1 else f"{len(cpu)} CPUs")
         if ready_fd is not None:
-            os.write(ready_fd, b"r")
-            os.close(ready_fd)
+            try:
+                os.write(ready_fd, b"r")
+            except BrokenPipeError:  # the supervisor gave up waiting, and stops us
+                log.info("worker {index}: the supervisor stopped waiting: stopping",
+                         index=worker_index)
+                exit_code[0] = 1
+                reactor.stop()
+            finally:
+                os.close(ready_fd)
 
     reactor.callWhenRunning(go)
     reactor.addSystemEventTrigger("after", "shutdown", store.close)

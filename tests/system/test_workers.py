@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -15,23 +16,26 @@ from pyrad import packet
 
 from radius_client import build_request, send_raw
 from radiusd.app import worker_cpu
-from support import REPO, ServerProcess, free_udp_port, missing_part, write_server_config
+from support import (REPO, ServerProcess, free_udp_port, missing_part, run_cli,
+                     write_server_config)
 from system.conftest import SECRET
 
 
-def _start_workers(tmp_path, workers: int, cpus: set[int] | None = None) -> ServerProcess:
-    port = free_udp_port()
+def _start_workers(tmp_path, workers: int, cpus: set[int] | None = None,
+                   port: int | None = None) -> ServerProcess:
+    port = port or free_udp_port()
     config = write_server_config(tmp_path, port=port, secret=SECRET, reject_delay="0s")
     server = ServerProcess(directory=tmp_path, port=port, secret=SECRET, config=config,
                            log_path=tmp_path / "radiusd.log")
     log = server.log_path.open("ab")
     server.process = subprocess.Popen(
-        [sys.executable, "-m", "radiusd.cli", "--config", str(config), "serve", "--workers",
-         str(workers)], stdout=log, stderr=subprocess.STDOUT, cwd=REPO,
+        [sys.executable, "-m", "radiusd.cli", "--config", str(config), "serve",
+         *(["--workers", str(workers)] if workers > 1 else [])], stdout=log, stderr=subprocess.STDOUT, cwd=REPO, start_new_session=True,
         preexec_fn=None if cpus is None else lambda: os.sched_setaffinity(0, cpus))
     log.close()
     deadline = time.monotonic() + 30
-    while f"{workers} workers sharing RADIUS" not in server.log_text():
+    ready = f"{workers} workers sharing RADIUS" if workers > 1 else "radiusd ready"
+    while ready not in server.log_text():
         assert server.process.poll() is None, server.log_text()
         assert time.monotonic() < deadline, server.log_text()
         time.sleep(0.1)
@@ -181,3 +185,58 @@ def test_workers_die_with_their_supervisor(tmp_path):
             os.kill(pid, signal.SIGKILL)
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
         sock.bind(("127.0.0.1", server.port))   # no SO_REUSEPORT: fails if anyone holds it
+
+
+QUIET_STOP = ("Traceback", "ReactorNotRunning", "Unhandled error", "BrokenPipeError")
+
+
+def test_sigterm_to_the_process_group_stops_every_worker_quietly(tmp_path):
+    """Issue 21 (13): systemd signals the whole group, so each worker gets SIGTERM from
+    it and again from the supervisor: exit 0, and no ReactorNotRunning traceback. The
+    second signal lands while the worker stops in about one stop of three; the test sends
+    a third, directly to each worker, and runs four rounds."""
+    port = free_udp_port()
+    for round in range(4):
+        server = _start_workers(tmp_path / f"round{round}", 2, port=port)
+        os.killpg(server.process.pid, signal.SIGTERM)
+        for worker in _children(server.process.pid):   # and once more, as the supervisor does
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(worker, signal.SIGTERM)
+        assert server.process.wait(timeout=15) == 0, server.log_text()
+        log = server.log_text()
+        assert log.count("radiusd stopped") == 3, log
+        for noise in QUIET_STOP:
+            assert noise not in log, log
+
+
+def test_sigterm_to_the_process_group_stops_a_single_server_quietly(tmp_path):
+    """Issue 21 (13): the same for a plain `serve`."""
+    server = _start_workers(tmp_path, 1)
+    os.killpg(server.process.pid, signal.SIGTERM)
+    assert server.process.wait(timeout=15) == 0, server.log_text()
+    assert "radiusd stopped" in server.log_text()
+    for noise in QUIET_STOP:
+        assert noise not in server.log_text(), server.log_text()
+
+
+def test_a_worker_ready_after_its_supervisor_gave_up_stops_quietly(tmp_path):
+    """Issue 21 (13): a worker that is ready only after its supervisor stopped waiting for
+    it (the read end of its ready pipe closed) says so in one line and stops, exit 1,
+    without a BrokenPipeError traceback."""
+    port = free_udp_port()
+    config = write_server_config(tmp_path, port=port, secret=SECRET)
+    assert run_cli(config, "init").returncode == 0
+    read_end, write_end = os.pipe()
+    os.close(read_end)   # the supervisor gave up
+    try:
+        worker = subprocess.run(
+            [sys.executable, "-m", "radiusd.cli", "--config", str(config), "serve",
+             "--ready-fd", str(write_end), "--workers", "2", "--worker-index", "1"],
+            pass_fds=(write_end,), capture_output=True, text=True, timeout=60, cwd=REPO)
+    finally:
+        os.close(write_end)
+    log = worker.stdout + worker.stderr
+    assert worker.returncode == 1, log
+    assert "worker 1: the supervisor stopped waiting: stopping" in log, log
+    for noise in QUIET_STOP:
+        assert noise not in log, log
