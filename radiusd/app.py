@@ -10,6 +10,7 @@ from __future__ import annotations
 import ctypes
 import errno
 import gc
+import logging
 import os
 import queue
 import socket
@@ -653,11 +654,36 @@ def _stop_on_signals(reactor) -> None:
         signal.signal(signum, handler)
 
 
+class StdlibToTwistedLog(logging.Handler):
+    """Python ``logging`` records (psycopg's "error ignored in rollback ...", its time
+    zone warning) as twisted.logger events, so that they carry the same timestamp and
+    namespace as every other line instead of reaching stderr bare through logging's
+    last-resort handler (issue 21, 13)."""
+
+    LEVELS = ((logging.CRITICAL, LogLevel.critical), (logging.ERROR, LogLevel.error),
+              (logging.WARNING, LogLevel.warn), (logging.INFO, LogLevel.info))
+
+    def __init__(self, publisher=None):
+        super().__init__(logging.WARNING)
+        self.publisher = publisher
+
+    def emit(self, record: logging.LogRecord) -> None:
+        level = next((twisted for number, twisted in self.LEVELS if record.levelno >= number),
+                     LogLevel.debug)
+        try:
+            message = record.getMessage()
+        except Exception:  # a record whose arguments do not fit its format
+            message = str(record.msg)
+        Logger(namespace=record.name, observer=self.publisher).emit(
+            level, "{message}", message=message)
+
+
 def _begin_logging(debug: bool) -> None:
     level = LogLevel.debug if debug else LogLevel.info
     observer = FilteringLogObserver(textFileLogObserver(sys.stderr),
                                     [LogLevelFilterPredicate(defaultLogLevel=level)])
     globalLogBeginner.beginLoggingTo([observer], redirectStandardIO=False)
+    logging.getLogger().addHandler(StdlibToTwistedLog())
 
 
 def _warn_database_files(config: Config) -> None:
