@@ -8,8 +8,10 @@ DB thread pool, the handlers and one ``RadiusProtocol`` per listen address onto 
 from __future__ import annotations
 
 import ctypes
+import errno
 import gc
 import hmac
+import logging
 import os
 import queue
 import socket
@@ -30,7 +32,7 @@ from twisted.python.failure import Failure
 
 from admin_web.server import start_admin_web
 from radiusd.clients import ClientTable
-from radiusd.config import Config
+from radiusd.config import Config, ListenAddress
 from radiusd.crypto import Keys
 from radiusd.dedup import ReplyCache
 from radiusd.errors import (ConfigError, DataRefused, KeyMismatch, NotInitialised,
@@ -518,6 +520,82 @@ def reuse_port_socket(host: str, port: int, workers: int) -> socket.socket:
     return sock
 
 
+IN_USE = "already in use (another radiusd or RADIUS server?)"
+# The supervisor hands each worker its bound sockets: their descriptors, one per listen
+# address in config order, comma-separated.
+WORKER_SOCKETS = "RADIUSD_WORKER_SOCKETS"
+
+
+def cannot_listen(address: ListenAddress, exc: OSError) -> str:
+    """The one line for a RADIUS address that cannot be bound."""
+    if exc.errno == errno.EADDRINUSE:
+        return f"cannot listen on {address}: {IN_USE}"
+    return f"cannot listen on {address}: {exc.strerror or exc}"
+
+
+def check_ports_free(addresses) -> None:
+    """Raise RadiusdError (one line) if another process holds one of ``addresses``.
+
+    The probe binds without SO_REUSEPORT, which fails if anyone holds the address with or
+    without it, then releases it: a second server's workers, which bind with SO_REUSEPORT,
+    would otherwise join the first one's group and say "ready" while the kernel hands
+    them a share of its datagrams, or none (issue 21, 8).
+    """
+    for address in addresses:
+        family = socket.AF_INET6 if ":" in address.host else socket.AF_INET
+        with socket.socket(family, socket.SOCK_DGRAM) as probe:
+            try:
+                probe.bind((address.host, address.port))
+            except OSError as exc:
+                raise RadiusdError(cannot_listen(address, exc)) from None
+
+
+def worker_sockets(addresses, workers: int) -> list[list[socket.socket]]:
+    """For each worker, its SO_REUSEPORT socket on each of ``addresses``, bound now.
+
+    Called by the supervisor right after ``check_ports_free``, so that the time in which
+    another server could take the port is that between two binds, not the seconds a
+    worker takes to start. Raises RadiusdError (one line) if a bind fails.
+    """
+    bound: list[list[socket.socket]] = [[] for _ in range(workers)]
+    try:
+        for address in addresses:
+            for index in range(workers):  # join order is the index the BPF program picks
+                try:
+                    bound[index].append(reuse_port_socket(address.host, address.port,
+                                                          workers))
+                except OSError as exc:
+                    raise RadiusdError(cannot_listen(address, exc)) from None
+    except RadiusdError:
+        for sock in (sock for socks in bound for sock in socks):
+            sock.close()
+        raise
+    return bound
+
+
+def _inherited_sockets() -> list[socket.socket]:
+    """The sockets the supervisor bound for this worker (``WORKER_SOCKETS``)."""
+    value = os.environ.pop(WORKER_SOCKETS, "")
+    return [socket.socket(fileno=int(fd)) for fd in value.split(",") if fd]
+
+
+# prctl(2): the signal this process gets when its parent dies (<linux/prctl.h>).
+PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent(parent: int, signum: int) -> Callable[[], None]:
+    """A ``preexec_fn`` for a worker: it gets ``signum`` when ``parent`` (the supervisor)
+    dies, even by SIGKILL, instead of serving on as an orphan (issue 21, 8). The setting
+    survives exec. If the parent died before the prctl, the child exits at once."""
+    libc = ctypes.CDLL(None, use_errno=True)  # loaded before fork: nothing to load after
+
+    def set_up() -> None:
+        libc.prctl(PR_SET_PDEATHSIG, signum, 0, 0, 0)
+        if os.getppid() != parent:
+            os._exit(1)
+    return set_up
+
+
 def worker_cpu(workers: int, index: int, cpus: set[int] | None = None) -> int | None:
     """The CPU that worker ``index`` of ``workers`` keeps to: its own when there is one
     worker per CPU this process may use (``cpus``, default its affinity), else None (the
@@ -536,10 +614,12 @@ def worker_cpu(workers: int, index: int, cpus: set[int] | None = None) -> int | 
 
 def start_server(config: Config, reactor, store: Store, keys: Keys, *,
                  debug: bool = False, node: str | None = None,
-                 workers: int | None = None) -> RunningServer:
+                 workers: int | None = None,
+                 sockets: list[socket.socket] | None = None) -> RunningServer:
     """Wire everything and listen. Raises CannotListenError if a port is taken.
 
-    ``workers``: this process is one of that many sharing the port (SO_REUSEPORT).
+    ``workers``: this process is one of that many sharing the port (SO_REUSEPORT);
+    ``sockets``: its sockets, one per listen address, bound by the supervisor.
     """
     threads = BlockingThreads(reactor, db_threads(config), name="radiusd-db")
     threads.start()
@@ -568,11 +648,12 @@ def start_server(config: Config, reactor, store: Store, keys: Keys, *,
     reactor.addSystemEventTrigger("before", "shutdown", checkpoint.stop)
     clients = ClientTable(config.clients)
     ports = []
-    for address in config.radius.listen:
+    for index, address in enumerate(config.radius.listen):
         protocol = RadiusProtocol(clients=clients, handlers=HANDLERS, ctx=ctx, clock=reactor,
                                   cache=ReplyCache(ttl=30.0), debug=debug)
         if workers is not None:
-            sock = reuse_port_socket(address.host, address.port, workers)
+            sock = sockets[index] if sockets else reuse_port_socket(address.host,
+                                                                     address.port, workers)
             ports.append(reactor.adoptDatagramPort(sock.fileno(), sock.family, protocol,
                                                    maxPacketSize=4096))
             sock.close()  # Twisted holds its own duplicate of the descriptor
@@ -614,11 +695,61 @@ def _prune_receipts(runner: DatabaseRunner, store: Store, ctx: HandlerContext) -
     runner(store.prune_receipts, ctx.now()).addErrback(lambda f: f.trap(StoreUnavailable))
 
 
+def _stop_on_signals(reactor) -> None:
+    """SIGTERM and SIGINT stop the reactor, however often they come.
+
+    systemd signals the whole process group and the supervisor forwards the signal too,
+    so a worker gets it twice; Twisted's own handler then calls ``reactor.stop()`` on a
+    stopping reactor and logs ReactorNotRunning as a critical traceback (issue 21, 13).
+    """
+    import signal
+
+    from twisted.internet.error import ReactorNotRunning
+
+    def stop(name: str) -> None:
+        try:
+            reactor.stop()
+        except ReactorNotRunning:  # stopping already
+            return
+        log.info("received {signal}: stopping", signal=name)
+
+    def handler(signum, frame) -> None:
+        reactor.callFromThread(stop, signal.Signals(signum).name)
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, handler)
+
+
+class StdlibToTwistedLog(logging.Handler):
+    """Python ``logging`` records (psycopg's "error ignored in rollback ...", its time
+    zone warning) as twisted.logger events, so that they carry the same timestamp and
+    namespace as every other line instead of reaching stderr bare through logging's
+    last-resort handler (issue 21, 13)."""
+
+    LEVELS = ((logging.CRITICAL, LogLevel.critical), (logging.ERROR, LogLevel.error),
+              (logging.WARNING, LogLevel.warn), (logging.INFO, LogLevel.info))
+
+    def __init__(self, publisher=None):
+        super().__init__(logging.WARNING)
+        self.publisher = publisher
+
+    def emit(self, record: logging.LogRecord) -> None:
+        level = next((twisted for number, twisted in self.LEVELS if record.levelno >= number),
+                     LogLevel.debug)
+        try:
+            message = record.getMessage()
+        except Exception:  # a record whose arguments do not fit its format
+            message = str(record.msg)
+        Logger(namespace=record.name, observer=self.publisher).emit(
+            level, "{message}", message=message)
+
+
 def _begin_logging(debug: bool) -> None:
     level = LogLevel.debug if debug else LogLevel.info
     observer = FilteringLogObserver(textFileLogObserver(sys.stderr),
                                     [LogLevelFilterPredicate(defaultLogLevel=level)])
     globalLogBeginner.beginLoggingTo([observer], redirectStandardIO=False)
+    logging.getLogger().addHandler(StdlibToTwistedLog())
 
 
 def _warn_database_files(config: Config) -> None:
@@ -640,6 +771,7 @@ def serve(config: Config, *, debug: bool = False, workers: int = 1,
     from twisted.internet.error import CannotListenError
 
     if worker_index is None:
+        check_ports_free(config.radius.listen)
         created, store = initialise(config)
     else:
         cpu = worker_cpu(workers, worker_index)
@@ -670,13 +802,19 @@ def serve(config: Config, *, debug: bool = False, workers: int = 1,
         log.info("no admin of the web console yet: create the first one with "
                  "`radiusd admin add NAME --password-stdin`")
     exit_code = [0]
+    sockets = _inherited_sockets() if worker_index is not None else None
 
     def go() -> None:
+        _stop_on_signals(reactor)  # after Twisted installed its own handlers
         try:
             server = start_server(config, reactor, store, keys, debug=debug,
-                                  workers=None if worker_index is None else workers)
+                                  workers=None if worker_index is None else workers,
+                                  sockets=sockets)
         except (CannotListenError, OSError) as exc:
-            log.critical("cannot listen for RADIUS: {error}", error=str(exc))
+            # Taken since check_ports_free, or refused for another reason.
+            log.critical("{error}", error=cannot_listen(
+                ListenAddress(exc.interface, exc.port), exc.socketError)
+                if isinstance(exc, CannotListenError) else f"cannot listen for RADIUS: {exc}")
             exit_code[0] = 1
             reactor.stop()
             return
@@ -711,8 +849,15 @@ def serve(config: Config, *, debug: bool = False, workers: int = 1,
                      index=worker_index, listening=listening,
                      cpus=f"CPU {min(cpu)}" if len(cpu) == 1 else f"{len(cpu)} CPUs")
         if ready_fd is not None:
-            os.write(ready_fd, b"r")
-            os.close(ready_fd)
+            try:
+                os.write(ready_fd, b"r")
+            except BrokenPipeError:  # the supervisor gave up waiting, and stops us
+                log.info("worker {index}: the supervisor stopped waiting: stopping",
+                         index=worker_index)
+                exit_code[0] = 1
+                reactor.stop()
+            finally:
+                os.close(ready_fd)
 
     reactor.callWhenRunning(go)
     reactor.addSystemEventTrigger("after", "shutdown", store.close)
@@ -728,12 +873,17 @@ def serve(config: Config, *, debug: bool = False, workers: int = 1,
 
 def _supervise(config: Config, *, debug: bool, workers: int) -> int:
     """Run ``workers`` worker processes until a signal; a worker that dies stops them all
-    (exit 1) so the service manager restarts a whole, consistent server."""
+    (exit 1) so the service manager restarts a whole, consistent server.
+
+    The supervisor refuses a port another process holds, binds the workers' sockets
+    itself and hands them over; a worker gets SIGTERM when the supervisor dies."""
     import select
     import signal
     import subprocess
     import time
 
+    check_ports_free(config.radius.listen)
+    bound = worker_sockets(config.radius.listen, workers)
     created, store = initialise(config)  # migrate once, before the workers open it
     store.close()
     _begin_logging(debug)
@@ -744,8 +894,15 @@ def _supervise(config: Config, *, debug: bool, workers: int) -> int:
     command = [sys.executable, "-m", "radiusd.cli", "--config", str(config.path), "serve",
                *(["-X"] if debug else []), "--ready-fd", str(write_end), "--workers",
                str(workers), "--worker-index"]
-    children = [subprocess.Popen([*command, str(index)], pass_fds=(write_end,))
-                for index in range(workers)]
+    die = die_with_parent(os.getpid(), signal.SIGTERM)
+    children = []
+    for index, socks in enumerate(bound):
+        fds = tuple(sock.fileno() for sock in socks)
+        children.append(subprocess.Popen(
+            [*command, str(index)], pass_fds=(write_end, *fds), preexec_fn=die,
+            env={**os.environ, WORKER_SOCKETS: ",".join(map(str, fds))}))
+        for sock in socks:  # the worker holds it now
+            sock.close()
     os.close(write_end)
     stopping = [False]
 

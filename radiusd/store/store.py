@@ -708,6 +708,8 @@ class Store:
         except PoolTimeoutError as exc:
             raise StoreUnavailable(f"database {self._safe_url}: every connection is busy") \
                 from exc
+        except OSError as exc:
+            raise self._os_error(exc) from exc
         except StatementError as exc:
             # A bind processor refused a value (e.g. UTCDateTime and a naive datetime): the
             # caller's mistake, so its own exception, without SQLAlchemy around it.
@@ -769,10 +771,19 @@ class Store:
         except psycopg.Error as exc:
             self._drop_request_connection()
             raise self._driver_error(exc) from exc
+        except OSError as exc:
+            self._drop_request_connection()
+            raise self._os_error(exc) from exc
         except UnicodeEncodeError as exc:
             # As on SQLite; the connection may be inside an aborted pipeline: a new one.
             self._drop_request_connection()
             raise self._unencodable(exc) from exc
+
+    def _os_error(self, exc: OSError) -> StoreUnavailable:
+        """An OSError from the driver (psycopg's selector or socket at the descriptor
+        limit: EMFILE): the database cannot be reached from here (issue 21, 13)."""
+        detail = (exc.strerror or type(exc).__name__).lower()
+        return StoreUnavailable(f"database {self._safe_url} unavailable: {detail}")
 
     def _unencodable(self, exc: UnicodeEncodeError) -> DataRefused:
         return DataRefused(f"database {self._safe_url} refused a statement: a string it "

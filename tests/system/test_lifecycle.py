@@ -67,3 +67,43 @@ def test_canary_secrets_never_reach_logs_or_audit(tmp_path):
         assert value not in log, "a secret leaked into the log"
         assert value not in audit, "a secret leaked into the audit trail"
     assert json.loads(server.cli_ok("audit", "--json"))  # rows exist
+
+
+def test_descriptor_limit_on_postgresql_is_one_database_unreachable_line(tmp_path):
+    """Issue 21 (13): at the descriptor limit psycopg's EMFILE (an OSError) escaped as
+    "Unhandled error in Deferred"; it is the one "database unreachable" line, and no
+    reply goes out. The running server's limit is lowered from outside (prlimit) so that
+    a new database connection gets its socket but not psycopg's selector."""
+    import os
+    import resource
+    import time
+
+    from support import pg_database
+
+    secret = "lifecycle-secret-0123456789"
+    with pg_database() as url:
+        port = free_udp_port()
+        config = write_server_config(tmp_path, port=port, secret=secret, database_url=url)
+        server = ServerProcess(directory=tmp_path, port=port, secret=secret, config=config,
+                               log_path=tmp_path / "radiusd.log")
+        server.start()
+        try:
+            pid = server.process.pid
+            soft, hard = resource.prlimit(pid, resource.RLIMIT_NOFILE)
+            used = {int(fd) for fd in os.listdir(f"/proc/{pid}/fd")}
+            lowest_free = min(set(range(len(used) + 1)) - used)
+            resource.prlimit(pid, resource.RLIMIT_NOFILE, (lowest_free + 1, hard))
+            try:
+                deadline = time.monotonic() + 15
+                while "too many open files" not in server.log_text().lower():
+                    assert time.monotonic() < deadline, server.log_text()
+                    request = build_request(secret, "nobody", "12345678")
+                    send_raw(request.RequestPacket(), port, timeout=0.5)
+            finally:
+                resource.prlimit(pid, resource.RLIMIT_NOFILE, (soft, hard))
+        finally:
+            assert server.stop() == 0, server.log_text()
+    log = server.log_text()
+    lines = [line for line in log.splitlines() if "too many open files" in line.lower()]
+    assert lines and all("database unreachable" in line for line in lines), log
+    assert "Unhandled error" not in log and "Traceback" not in log, log

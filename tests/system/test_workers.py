@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -15,23 +16,26 @@ from pyrad import packet
 
 from radius_client import build_request, send_raw
 from radiusd.app import worker_cpu
-from support import REPO, ServerProcess, free_udp_port, missing_part, write_server_config
+from support import (REPO, ServerProcess, free_udp_port, missing_part, run_cli,
+                     write_server_config)
 from system.conftest import SECRET
 
 
-def _start_workers(tmp_path, workers: int, cpus: set[int] | None = None) -> ServerProcess:
-    port = free_udp_port()
+def _start_workers(tmp_path, workers: int, cpus: set[int] | None = None,
+                   port: int | None = None) -> ServerProcess:
+    port = port or free_udp_port()
     config = write_server_config(tmp_path, port=port, secret=SECRET, reject_delay="0s")
     server = ServerProcess(directory=tmp_path, port=port, secret=SECRET, config=config,
                            log_path=tmp_path / "radiusd.log")
     log = server.log_path.open("ab")
     server.process = subprocess.Popen(
-        [sys.executable, "-m", "radiusd.cli", "--config", str(config), "serve", "--workers",
-         str(workers)], stdout=log, stderr=subprocess.STDOUT, cwd=REPO,
+        [sys.executable, "-m", "radiusd.cli", "--config", str(config), "serve",
+         *(["--workers", str(workers)] if workers > 1 else [])], stdout=log, stderr=subprocess.STDOUT, cwd=REPO, start_new_session=True,
         preexec_fn=None if cpus is None else lambda: os.sched_setaffinity(0, cpus))
     log.close()
     deadline = time.monotonic() + 30
-    while f"{workers} workers sharing RADIUS" not in server.log_text():
+    ready = f"{workers} workers sharing RADIUS" if workers > 1 else "radiusd ready"
+    while ready not in server.log_text():
         assert server.process.poll() is None, server.log_text()
         assert time.monotonic() < deadline, server.log_text()
         time.sleep(0.1)
@@ -118,3 +122,121 @@ def test_two_workers_on_two_cpus_are_pinned_one_each(tmp_path):
         assert all(reply is not None and reply[0] == packet.AccessReject for reply in replies)
     finally:
         assert server.stop(signal.SIGTERM) == 0, server.log_text()
+
+
+IN_USE = "already in use (another radiusd or RADIUS server?)"
+
+
+def _status_server_answered(port: int) -> bool:
+    reply = send_raw(build_request(SECRET, None, code=packet.StatusServer).RequestPacket(), port)
+    return reply is not None and reply[0] == packet.AccessAccept
+
+
+def _children(pid: int) -> list[int]:
+    return [int(child) for task in os.listdir(f"/proc/{pid}/task")
+            for child in open(f"/proc/{pid}/task/{task}/children").read().split()]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:   # a zombie is not serving
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def test_a_second_server_on_a_served_port_refuses_to_start(tmp_path):
+    """Issue 21 (8): a second `serve --workers 2` (or a plain `serve`) on a port that
+    another radiusd's workers serve does not join their SO_REUSEPORT group and say
+    "ready" while receiving nothing: one line naming the address, exit 1; the first
+    server goes on answering."""
+    server = _start_workers(tmp_path / "first", 2)
+    try:
+        assert _status_server_answered(server.port)
+        second = write_server_config(tmp_path / "second", port=server.port, secret=SECRET)
+        for extra in (["--workers", "2"], []):
+            result = subprocess.run(
+                [sys.executable, "-m", "radiusd.cli", "--config", str(second), "serve", *extra],
+                capture_output=True, text=True, timeout=60, cwd=REPO)
+            output = result.stdout + result.stderr
+            assert result.returncode == 1, output
+            assert output.splitlines() == [
+                f"radiusd: error: cannot listen on 127.0.0.1:{server.port}: {IN_USE}"], output
+            assert _status_server_answered(server.port)
+    finally:
+        assert server.stop(signal.SIGTERM) == 0, server.log_text()
+
+
+def test_workers_die_with_their_supervisor(tmp_path):
+    """Issue 21 (8): after a kill -9 of the supervisor its workers do not serve on as
+    orphans: each gets SIGTERM (parent-death signal) and the port is free again."""
+    server = _start_workers(tmp_path, 2)
+    workers = _children(server.process.pid)
+    assert len(workers) == 2
+    server.process.kill()
+    server.process.wait()
+    deadline = time.monotonic() + 10
+    try:
+        while any(_alive(pid) for pid in workers):
+            assert time.monotonic() < deadline, f"workers still running: {workers}"
+            time.sleep(0.05)
+    finally:
+        for pid in filter(_alive, workers):   # no orphan outlives a failed test
+            os.kill(pid, signal.SIGKILL)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(("127.0.0.1", server.port))   # no SO_REUSEPORT: fails if anyone holds it
+
+
+QUIET_STOP = ("Traceback", "ReactorNotRunning", "Unhandled error", "BrokenPipeError")
+
+
+def test_sigterm_to_the_process_group_stops_every_worker_quietly(tmp_path):
+    """Issue 21 (13): systemd signals the whole group, so each worker gets SIGTERM from
+    it and again from the supervisor: exit 0, and no ReactorNotRunning traceback. The
+    second signal lands while the worker stops in about one stop of three; the test sends
+    a third, directly to each worker, and runs four rounds."""
+    port = free_udp_port()
+    for round in range(4):
+        server = _start_workers(tmp_path / f"round{round}", 2, port=port)
+        os.killpg(server.process.pid, signal.SIGTERM)
+        for worker in _children(server.process.pid):   # and once more, as the supervisor does
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(worker, signal.SIGTERM)
+        assert server.process.wait(timeout=15) == 0, server.log_text()
+        log = server.log_text()
+        assert log.count("radiusd stopped") == 3, log
+        for noise in QUIET_STOP:
+            assert noise not in log, log
+
+
+def test_sigterm_to_the_process_group_stops_a_single_server_quietly(tmp_path):
+    """Issue 21 (13): the same for a plain `serve`."""
+    server = _start_workers(tmp_path, 1)
+    os.killpg(server.process.pid, signal.SIGTERM)
+    assert server.process.wait(timeout=15) == 0, server.log_text()
+    assert "radiusd stopped" in server.log_text()
+    for noise in QUIET_STOP:
+        assert noise not in server.log_text(), server.log_text()
+
+
+def test_a_worker_ready_after_its_supervisor_gave_up_stops_quietly(tmp_path):
+    """Issue 21 (13): a worker that is ready only after its supervisor stopped waiting for
+    it (the read end of its ready pipe closed) says so in one line and stops, exit 1,
+    without a BrokenPipeError traceback."""
+    port = free_udp_port()
+    config = write_server_config(tmp_path, port=port, secret=SECRET)
+    assert run_cli(config, "init").returncode == 0
+    read_end, write_end = os.pipe()
+    os.close(read_end)   # the supervisor gave up
+    try:
+        worker = subprocess.run(
+            [sys.executable, "-m", "radiusd.cli", "--config", str(config), "serve",
+             "--ready-fd", str(write_end), "--workers", "2", "--worker-index", "1"],
+            pass_fds=(write_end,), capture_output=True, text=True, timeout=60, cwd=REPO)
+    finally:
+        os.close(write_end)
+    log = worker.stdout + worker.stderr
+    assert worker.returncode == 1, log
+    assert "worker 1: the supervisor stopped waiting: stopping" in log, log
+    for noise in QUIET_STOP:
+        assert noise not in log, log
