@@ -4,6 +4,7 @@ the NAS sees (logins and Status-Server answered or not) and what the log says.""
 from __future__ import annotations
 
 import errno
+import hashlib
 import os
 import select
 import socket
@@ -37,6 +38,7 @@ class Probes:
     status: socket.socket = field(default_factory=lambda: _socket())
     sent: dict = field(default_factory=dict)      # (kind, identifier, number) -> time sent
     answered: dict = field(default_factory=dict)  # (kind, identifier, number) -> answered at
+    authenticators: dict = field(default_factory=dict)  # key -> its Request Authenticator
     count: int = 0
 
     def send(self) -> None:
@@ -51,6 +53,7 @@ class Probes:
         self.count += 1
         request.id = identifier
         self.sent[(kind, identifier, self.count)] = time.monotonic()
+        self.authenticators[(kind, identifier, self.count)] = request.authenticator
         sock.sendto(request.RequestPacket(), ("127.0.0.1", self.port))
 
     def receive(self, until: float) -> None:
@@ -59,8 +62,13 @@ class Probes:
             for sock in ready:
                 raw = sock.recv(4096)
                 kind = "login" if sock is self.logins else "status"
+                # The reply to exactly this request: its Response Authenticator (RFC 2865
+                # §3) is made with that request's authenticator. An Identifier alone repeats
+                # every 256 requests, and a late reply would be counted for a newer one.
                 [key] = [key for key in self.sent if key[:2] == (kind, raw[1])
-                         and key not in self.answered][-1:] or [None]
+                         and key not in self.answered
+                         and hashlib.md5(raw[:4] + self.authenticators[key] + raw[20:]
+                                         + SECRET.encode()).digest() == raw[4:20]] or [None]
                 if key is not None:
                     self.answered[key] = time.monotonic()
 
