@@ -52,9 +52,10 @@ class Probes:
         identifier = self.count % 256
         self.count += 1
         request.id = identifier
+        raw = request.RequestPacket()
         self.sent[(kind, identifier, self.count)] = time.monotonic()
-        self.authenticators[(kind, identifier, self.count)] = request.authenticator
-        sock.sendto(request.RequestPacket(), ("127.0.0.1", self.port))
+        self.authenticators[(kind, identifier, self.count)] = raw[4:20]
+        sock.sendto(raw, ("127.0.0.1", self.port))
 
     def receive(self, until: float) -> None:
         while (left := until - time.monotonic()) > 0:
