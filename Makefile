@@ -24,8 +24,12 @@ run: install
 	$(BIN)/radiusd --config $(CONFIG) init
 	$(BIN)/radiusd --config $(CONFIG) serve
 
+# The suite runs on every core (pytest-xdist), a test module's tests in one process so its
+# servers and browser start once; TEST_JOBS=0 runs it in this one process.
+TEST_JOBS ?= auto
+
 test: install-test
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(TEST_JOBS) --dist loadfile $(PYTEST_ARGS)
 
 # Everything but the tests that start processes or browsers.
 test-fast: install-test
