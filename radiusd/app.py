@@ -287,7 +287,8 @@ class DatabaseRunner:
     and marks the database down; ``DataRefused`` (a statement refused for its data) passes
     through and is no outage. Only evidence that logins can commit marks it up again: a
     successful ``probe``, a small committed write (``Store.probe_commit``) run every
-    ``OUTAGE_PROBE_INTERVAL`` while it is down. A read that answers, or any other call,
+    ``OUTAGE_PROBE_INTERVAL`` while it is down, when no call failed in the interval before
+    it. A read that answers, or any other call,
     never does: with a full disk or SQLite's writer held by another process, reads answer
     while every login fails, and Status-Server must stay quiet (issue 21, 4).
 
@@ -312,6 +313,7 @@ class DatabaseRunner:
         self._logged_at: float | None = None    # the last "database unreachable" line
         self._outage_logged = False             # this outage's start (or a minute) logged
         self._prober: LoopingCall | None = None
+        self._failed_at = float("-inf")         # the last call that found it down
         self._slow_logged_at: float | None = None
         self._slow_calls = 0        # slow calls not yet logged, and the slowest of them
         self._slowest = 0.0
@@ -330,7 +332,11 @@ class DatabaseRunner:
         now = self.reactor.seconds()
         if now - started >= SLOW_DB_CALL:
             self._slow(now, now - started)
-        if is_evidence and self.health.mark_up():
+        # A probe that commits ends the outage only when no call failed for a whole probe
+        # interval before it: on a full disk a tiny commit may fit where the logins' do not,
+        # and Status-Server must not come back while they still fail.
+        if is_evidence and self._failed_at <= started - OUTAGE_PROBE_INTERVAL \
+                and self.health.mark_up():
             if self._outage_logged:
                 self.log.info("database reachable again: answering requests")
             self._outage_logged = False
@@ -363,6 +369,7 @@ class DatabaseRunner:
         else:
             return failure
         now = self.reactor.seconds()
+        self._failed_at = now
         self.health.mark_down(now, reason)
         if self._prober is None or not self._prober.running:
             self._prober = LoopingCall(self._probe)
